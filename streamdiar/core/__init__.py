@@ -1,0 +1,1 @@
+"""Models, device choice and the math of streaming diarization: arrays in, arrays out."""
