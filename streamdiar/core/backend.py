@@ -1,0 +1,31 @@
+"""The interface every diarization backend implements for the stitcher."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from streamdiar.core.types import LocalSpeakers
+
+
+class Backend(Protocol):
+    """Per-window speaker activity and speaker vectors, computed on one torch device."""
+
+    name: str
+    window_duration: float  # default window length (s) for this backend
+    window_step: float  # default step (s) between windows
+    max_local_speakers: int
+    speech_threshold: float  # stitcher's threshold on averaged activity
+    frame_step: float  # seconds between activity frames, the resolution of the timeline
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def to(self, device: torch.device) -> "Backend":
+        """Move the models to `device` and return self."""
+        ...
+
+    def infer(self, waveforms: torch.Tensor) -> list[LocalSpeakers]:
+        """One result per window of `waveforms` (batch, samples), 16 kHz, on any device."""
+        ...
