@@ -1,0 +1,232 @@
+"""Incremental clustering of local speakers into global speakers.
+
+Every new window re-clusters a bounded buffer of recent speaker vectors with spectral
+clustering (number of speakers from the eigenvalues of the affinity's Laplacian), then maps the
+clusters onto the global labels the buffer already carried, so that labels stay stable.
+Speakers who left the buffer live on as one running sum each; a cluster that matches none of
+the buffer's labels but lies close to such a sum gets that old label back.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+
+LocalKey = tuple[int, int]  # (window index, local speaker)
+
+
+def _normalize(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+def spectral_labels(
+    vectors: np.ndarray,
+    max_speakers: int,
+    eigen_threshold: float,
+    keep: float = 0.3,
+    min_neighbours: int = 12,
+) -> np.ndarray:
+    """Cluster unit vectors (n, dim) into an estimated number of speakers; labels (n,).
+
+    The affinity is the cosine similarity, each row pruned to its `keep` strongest entries
+    (at least `min_neighbours`, so that a short buffer does not fall apart into fragments)
+    and symmetrised. The number of speakers is the number of eigenvalues of the normalised
+    Laplacian below `eigen_threshold` (one per well-separated group).
+    """
+    n = len(vectors)
+    if n < 3:
+        return np.zeros(n, dtype=int)
+    affinity = np.clip(vectors @ vectors.T, 0.0, 1.0)  # (n, n)
+    strongest = min(n, max(min_neighbours, int(keep * n)))
+    cutoff = np.sort(affinity, axis=1)[:, -strongest][:, None]
+    affinity = np.where(affinity >= cutoff, affinity, 0.0)
+    affinity = (affinity + affinity.T) / 2
+    degree = np.maximum(affinity.sum(axis=1), 1e-12)
+    laplacian = np.eye(n) - affinity / np.sqrt(np.outer(degree, degree))
+    values, vectors_ = np.linalg.eigh(laplacian)
+    k = int(np.clip(np.sum(values < eigen_threshold), 1, min(max_speakers, n)))
+    if k == 1:
+        return np.zeros(n, dtype=int)
+    embedding = _normalize(vectors_[:, :k])
+    return KMeans(n_clusters=k, n_init=5, random_state=0).fit_predict(embedding)
+
+
+@dataclass
+class Assignment:
+    """Global labels for one window's local speakers (-1 where inactive or not yet known), and
+    new labels for earlier local speakers whose cluster changed."""
+
+    labels: np.ndarray  # (K,) int
+    relabels: dict[LocalKey, int] = field(default_factory=dict)
+
+
+class OnlineClustering:
+    """Maps each window's local speakers onto global speakers, one window at a time.
+
+    Memory: `buffer_size` recent vectors and one running sum per speaker. Clusters closer
+    than `merge_distance` are merged, and a cluster becomes a new speaker only with at least
+    `min_evidence` members (strong, repeated evidence); smaller clusters join their nearest
+    speaker: splitting one voice costs more than merging two. Two local speakers of one window never share a label.
+    """
+
+    def __init__(
+        self,
+        buffer_size: int = 120,
+        eigen_threshold: float = 0.2,
+        min_evidence: int = 6,
+        return_distance: float = 0.25,
+        merge_distance: float = 0.1,
+        max_speakers: int = 20,
+    ) -> None:
+        self.buffer_size = buffer_size
+        self.eigen_threshold = eigen_threshold
+        self.min_evidence = min_evidence
+        self.return_distance = return_distance
+        self.merge_distance = merge_distance
+        self.max_speakers = max_speakers
+        self._keys: deque[LocalKey] = deque()
+        self._vectors: deque[np.ndarray] = deque()  # (dim,) unit vectors, aligned with _keys
+        self._labels: dict[LocalKey, int] = {}  # current label of each buffered key
+        self._sums: dict[int, np.ndarray] = {}  # label -> (dim,) sum of vectors that left
+
+    @property
+    def num_speakers(self) -> int:
+        return len(set(self._labels.values()) - {-1} | set(self._sums))
+
+    def assign(self, window_index: int, embeddings: np.ndarray, active: np.ndarray) -> Assignment:
+        """Labels for the local speakers of window `window_index`.
+
+        embeddings: (K, dim); active: (K,) bool.
+        """
+        labels = np.full(len(active), -1, dtype=int)
+        local = np.flatnonzero(active)
+        if len(local) == 0:
+            return Assignment(labels)
+        for k, vector in zip(local, _normalize(embeddings[local].astype(np.float64))):
+            self._remember((window_index, int(k)), vector)
+        previous = dict(self._labels)
+        self._labels = self._recluster()
+        for k in local:
+            labels[k] = self._labels[(window_index, int(k))]
+        relabels = {
+            key: label
+            for key, label in self._labels.items()
+            if key[0] != window_index and previous.get(key) != label
+        }
+        return Assignment(labels, relabels)
+
+    def _remember(self, key: LocalKey, vector: np.ndarray) -> None:
+        self._keys.append(key)
+        self._vectors.append(vector)
+        self._labels[key] = -1
+        if len(self._keys) > self.buffer_size:
+            old_key, old_vector = self._keys.popleft(), self._vectors.popleft()
+            label = self._labels.pop(old_key)
+            if label >= 0:
+                self._sums[label] = self._sums.get(label, 0.0) + old_vector
+
+    def _recluster(self) -> dict[LocalKey, int]:
+        keys = list(self._keys)
+        vectors = np.stack(self._vectors)  # (n, dim)
+        clusters = self._merge_close(
+            vectors,
+            spectral_labels(
+                vectors,
+                self.max_speakers,
+                self.eigen_threshold,
+                min_neighbours=2 * self.min_evidence,
+            ),
+        )
+        sizes = np.bincount(clusters)
+        if sizes.max() < self.min_evidence:
+            return {key: -1 for key in keys}
+        centroids = _normalize(np.stack([vectors[clusters == c].sum(0) for c in range(len(sizes))]))
+        # clusters too small to be a speaker join the nearest large one
+        large = np.flatnonzero(sizes >= self.min_evidence)
+        nearest_large = large[np.argmax(centroids @ centroids[large].T, axis=1)]
+        clusters = np.where(sizes[clusters] >= self.min_evidence, clusters, nearest_large[clusters])
+        mapping = self._map_clusters(keys, clusters, large, centroids)
+        labels = {key: mapping[c] for key, c in zip(keys, clusters)}
+        return self._separate_window_mates(keys, vectors, labels)
+
+    def _merge_close(self, vectors: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+        """Clusters whose centroids lie within `merge_distance` are one voice: merge them,
+        closest pair first. Returns labels renumbered 0..k-1."""
+        while True:
+            ids = np.unique(clusters)
+            if len(ids) < 2:
+                break
+            centroids = _normalize(np.stack([vectors[clusters == c].sum(0) for c in ids]))
+            distance = 1.0 - centroids @ centroids.T
+            np.fill_diagonal(distance, np.inf)
+            a, b = np.unravel_index(np.argmin(distance), distance.shape)
+            if distance[a, b] >= self.merge_distance:
+                break
+            clusters = np.where(clusters == ids[b], ids[a], clusters)
+        return np.unique(clusters, return_inverse=True)[1]
+
+    def _map_clusters(
+        self, keys: list[LocalKey], clusters: np.ndarray, large: np.ndarray, centroids: np.ndarray
+    ) -> dict[int, int]:
+        """Global label for each large cluster: the label most of its members already had,
+        else a departed speaker's label if close, else a new label."""
+        known = sorted({self._labels[key] for key in keys} - {-1})
+        overlap = np.zeros((len(large), len(known)))
+        for key, c in zip(keys, clusters):
+            label = self._labels[key]
+            if label >= 0:
+                overlap[np.searchsorted(large, c), known.index(label)] += 1
+        mapping: dict[int, int] = {}
+        rows, cols = linear_sum_assignment(-overlap) if known else ([], [])
+        for row, col in zip(rows, cols):
+            if overlap[row, col] > 0:
+                mapping[int(large[row])] = known[col]
+        next_label = max([*known, *self._sums, -1]) + 1
+        for c in large:
+            if c in mapping:
+                continue
+            departed = [
+                (1.0 - float(centroids[c] @ _normalize(total)), label)
+                for label, total in self._sums.items()
+                if label not in mapping.values()
+            ]
+            distance, label = min(departed, default=(np.inf, -1))
+            if distance < self.return_distance:
+                mapping[int(c)] = label
+            else:
+                mapping[int(c)] = next_label
+                next_label += 1
+        return mapping
+
+    def _separate_window_mates(
+        self, keys: list[LocalKey], vectors: np.ndarray, labels: dict[LocalKey, int]
+    ) -> dict[LocalKey, int]:
+        """Enforce cannot-link: local speakers of one window sharing a label are split by an
+        optimal one-to-one assignment to the speakers' centroids."""
+        by_window: dict[int, list[int]] = {}
+        for i, key in enumerate(keys):
+            by_window.setdefault(key[0], []).append(i)
+        speakers = sorted(set(labels.values()))
+        centroids = None
+        for members in by_window.values():
+            if len(members) < 2 or len({labels[keys[i]] for i in members}) == len(members):
+                continue
+            if centroids is None:
+                centroids = _normalize(
+                    np.stack([vectors[[labels[k] == s for k in keys]].sum(0) for s in speakers])
+                )
+            cost = 1.0 - vectors[members] @ centroids.T  # (members, speakers)
+            fresh = np.full((len(members), len(members)), 2.0)  # new speakers cost the most
+            rows, cols = linear_sum_assignment(np.hstack([cost, fresh]))
+            next_label = max([*speakers, *self._sums, -1]) + 1
+            for row, col in zip(rows, cols):
+                if col < len(speakers):
+                    labels[keys[members[row]]] = speakers[col]
+                else:
+                    labels[keys[members[row]]] = next_label
+                    next_label += 1
+        return labels
