@@ -1,0 +1,1 @@
+"""Async plumbing: audio sources, windowing, the pipeline and its sinks."""

@@ -1,0 +1,128 @@
+"""The streaming pipeline: blocks -> windows -> batched inference -> stitcher -> turns.
+
+Decoding and windowing run as one task, inference and stitching as another, joined by a
+bounded queue so that a slow model holds back decoding instead of piling up windows.
+Inference runs in a worker thread so that the event loop keeps decoding meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import warnings
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from streamdiar.core.backend import Backend
+from streamdiar.core.stitching import Stitcher
+from streamdiar.core.types import Turn, Window
+from streamdiar.stream.windows import Windower, windows
+
+TurnCallback = Callable[[Turn], None]
+
+
+@dataclass
+class PipelineStats:
+    """What a run has done so far, for progress displays and benchmarks."""
+
+    audio_seconds: float = 0.0  # audio decoded
+    committed_seconds: float = 0.0  # timeline final up to here
+    windows: int = 0
+    batches: int = 0
+    inference_seconds: float = 0.0
+    stitching_seconds: float = 0.0
+    speakers: set[str] = field(default_factory=set)
+    fallbacks: list[str] = field(default_factory=list)
+
+
+class StreamingDiarizer:
+    """Runs one stream through a backend and a stitcher, handing each committed turn to
+    `on_turn` as soon as it is final."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        stitcher: Stitcher,
+        window_duration: float,
+        window_step: float,
+        batch_size: int = 1,
+        queue_windows: int = 64,
+    ) -> None:
+        self.backend = backend
+        self.stitcher = stitcher
+        self.window_duration = window_duration
+        self.window_step = window_step
+        self.batch_size = max(1, batch_size)
+        self.queue_windows = max(queue_windows, self.batch_size)
+        self.stats = PipelineStats()
+
+    async def run(self, blocks: AsyncIterable[np.ndarray], on_turn: TurnCallback) -> PipelineStats:
+        queue: asyncio.Queue[Window | None] = asyncio.Queue(self.queue_windows)
+        producer = asyncio.create_task(self._produce(blocks, queue))
+        try:
+            await self._consume(queue, on_turn)
+            await producer
+        finally:
+            if not producer.done():
+                producer.cancel()
+                await asyncio.gather(producer, return_exceptions=True)
+        return self.stats
+
+    async def _produce(self, blocks: AsyncIterable[np.ndarray], queue: asyncio.Queue) -> None:
+        try:
+            async for window in windows(self._counted(blocks), Windower(self.window_duration, self.window_step)):
+                await queue.put(window)
+        finally:
+            await queue.put(None)
+
+    async def _counted(self, blocks: AsyncIterable[np.ndarray]) -> AsyncIterable[np.ndarray]:
+        async for block in blocks:
+            self.stats.audio_seconds += len(block) / 16_000
+            yield block
+
+    async def _consume(self, queue: asyncio.Queue, on_turn: TurnCallback) -> None:
+        finished = False
+        while not finished:
+            batch = [await queue.get()]
+            while batch[-1] is not None and len(batch) < self.batch_size and not queue.empty():
+                batch.append(queue.get_nowait())
+            if batch[-1] is None:
+                finished = True
+                batch.pop()
+            if batch:
+                results = await asyncio.to_thread(self._infer, batch)
+                self._stitch(batch, results, on_turn)
+        self._emit(self.stitcher.flush(), on_turn)
+
+    def _infer(self, batch: list[Window]) -> list:
+        waveforms = torch.from_numpy(np.stack([w.samples for w in batch]))  # (batch, samples)
+        started = time.perf_counter()
+        try:
+            results = self.backend.infer(waveforms)
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
+            if self.backend.device.type == "cpu":
+                raise
+            message = f"{self.backend.device.type} failed ({str(error).splitlines()[0]}); continuing on CPU"
+            warnings.warn(message, stacklevel=1)
+            self.stats.fallbacks.append(message)
+            self.backend.to(torch.device("cpu"))
+            results = self.backend.infer(waveforms)
+        self.stats.inference_seconds += time.perf_counter() - started
+        self.stats.batches += 1
+        return results
+
+    def _stitch(self, batch: list[Window], results: list, on_turn: TurnCallback) -> None:
+        started = time.perf_counter()
+        for window, local in zip(batch, results):
+            self._emit(self.stitcher.push(window.index, window.start, window.valid_end, local), on_turn)
+        self.stats.windows += len(batch)
+        self.stats.stitching_seconds += time.perf_counter() - started
+
+    def _emit(self, turns: list[Turn], on_turn: TurnCallback) -> None:
+        self.stats.committed_seconds = self.stitcher.committed_until
+        for turn in turns:
+            self.stats.speakers.add(turn.speaker)
+            on_turn(turn)

@@ -1,0 +1,125 @@
+"""Outputs written as turns are committed.
+
+Each sink writes a turn as one whole line in a single call and flushes it at once, so a
+process killed at any moment leaves a file (or pipe) that holds only complete lines.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.text import Text
+
+from streamdiar.core.types import Turn
+
+
+class OutputError(Exception):
+    """An output file cannot be opened for writing."""
+
+
+def _rttm_field(text: str, what: str) -> str:
+    """RTTM fields are whitespace-separated, so whitespace inside one would shift the rest."""
+    if not text:
+        raise ValueError(f"RTTM {what} must not be empty")
+    return re.sub(r"\s", "_", text)
+
+
+class RttmWriter:
+    """Writes committed turns as standard RTTM lines; several uris may share one file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self._file = self.path.open("w", encoding="utf-8")
+        except IsADirectoryError:
+            raise OutputError(f"cannot write RTTM to {self.path}: it is a directory") from None
+        except FileNotFoundError:
+            raise OutputError(
+                f"cannot write RTTM to {self.path}: directory {self.path.parent} does not exist"
+            ) from None
+        except PermissionError:
+            raise OutputError(f"cannot write RTTM to {self.path}: permission denied") from None
+        except OSError as error:
+            raise OutputError(f"cannot write RTTM to {self.path}: {error.strerror}") from None
+
+    def write(self, uri: str, turn: Turn) -> None:
+        """Append one turn of file `uri`; whitespace in uri and speaker becomes `_`."""
+        line = (
+            f"SPEAKER {_rttm_field(uri, 'uri')} 1 {turn.start:.3f} {turn.duration:.3f} "
+            f"<NA> <NA> {_rttm_field(turn.speaker, 'speaker')} <NA> <NA>\n"
+        )
+        self._file.write(line)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RttmWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class JsonlWriter:
+    """Writes one JSON object per line: committed turns and other events, for programs."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        # Resolved here rather than as a default argument so a replaced sys.stdout is honoured.
+        self._stream = stream if stream is not None else sys.stdout
+
+    def write(self, uri: str, turn: Turn) -> None:
+        self.write_event(
+            {
+                "event": "turn",
+                "uri": uri,
+                "start": round(turn.start, 3),
+                "end": round(turn.end, 3),
+                "speaker": turn.speaker,
+            }
+        )
+
+    def write_event(self, event: dict[str, Any]) -> None:
+        self._stream.write(json.dumps(event, ensure_ascii=False) + "\n")
+        self._stream.flush()
+
+
+_PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
+
+
+class TimelinePrinter:
+    """Prints turns as a readable timeline, one line each, a colour per speaker."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._console = console if console is not None else Console()
+        self._colours: dict[str, str] = {}
+        self._uri: str | None = None
+
+    def _colour(self, speaker: str) -> str:
+        """Colours go by order of first appearance, so the first speakers never share one."""
+        if speaker not in self._colours:
+            self._colours[speaker] = _PALETTE[len(self._colours) % len(_PALETTE)]
+        return self._colours[speaker]
+
+    def write(self, uri: str, turn: Turn) -> None:
+        # Text objects, not markup strings: a "[" in a uri or label must print as itself.
+        if uri != self._uri:
+            self._console.print(Text(uri, style="bold"))
+            self._uri = uri
+        self._console.print(
+            Text.assemble(
+                f"{turn.start:7.2f} → {turn.end:6.2f}  ",
+                (turn.speaker, self._colour(turn.speaker)),
+            )
+        )
