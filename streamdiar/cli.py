@@ -1,0 +1,253 @@
+"""The `streamdiar` command: diarize audio files as they stream, score RTTM files."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, Protocol, TextIO
+
+from streamdiar import __version__
+from streamdiar.core.types import Turn
+from streamdiar.progress import PROGRESS_MODES, ProgressDisplay, follow, make_progress, measure
+from streamdiar.settings import LATENCY_RANGE, SettingsError, check_backend, check_settings
+from streamdiar.stream.sinks import JsonlWriter, OutputError, RttmWriter, TimelinePrinter
+from streamdiar.stream.sources import AudioError, AudioInfo, file_blocks, probe
+
+if TYPE_CHECKING:
+    from streamdiar.stream.pipeline import StreamingDiarizer
+
+# Nothing above imports torch or pyannote, and both read these when first imported:
+# pyannote.audio sends telemetry unless told not to; MPS runs ops it lacks on CPU only if asked.
+os.environ["PYANNOTE_METRICS_ENABLED"] = "0"
+if sys.platform == "darwin":
+    os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+
+EXIT_RUNTIME_ERROR = 1
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """Something the user can fix: a file, a flag or a value."""
+
+
+class TurnWriter(Protocol):
+    def write(self, uri: str, turn: Turn) -> None: ...
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"streamdiar: error: {message} (see: {self.prog} --help)\n")
+
+
+def _say(text: str) -> None:
+    """One line on stderr, whatever line breaks `text` holds."""
+    print(f"streamdiar: {' '.join(text.split())}", file=sys.stderr, flush=True)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Replaces warnings.showwarning: one line, without the source location."""
+    _say(f"warning: {message}")
+
+
+def _uris(inputs: list[AudioInfo]) -> list[str]:
+    """The uri (file stem) of each input, which must tell the files apart in the outputs."""
+    seen: dict[str, Path] = {}
+    for info in inputs:
+        uri = info.path.stem
+        if uri in seen:
+            raise UserError(f"{seen[uri]} and {info.path} would share the uri {uri!r}: rename one")
+        seen[uri] = info.path
+    return list(seen)
+
+
+async def _diarize_files(
+    inputs: list[AudioInfo],
+    uris: list[str],
+    new_diarizer: Callable[[], StreamingDiarizer],
+    writers: list[TurnWriter],
+    display: ProgressDisplay,
+) -> list[str]:
+    """Runs the files one after the other; returns a summary line per file."""
+    summaries = []
+    for info, uri in zip(inputs, uris):
+        diarizer = new_diarizer()
+
+        def on_turn(turn: Turn, uri: str = uri) -> None:
+            for writer in writers:
+                writer.write(uri, turn)
+
+        name = info.path.name
+        display.start(name, info.duration)
+        started = time.perf_counter()
+        watcher = asyncio.create_task(follow(display, name, info.duration, diarizer.stats, started))
+        try:
+            await diarizer.run(file_blocks(info.path), on_turn)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        done = measure(name, info.duration, diarizer.stats, started)
+        display.finish(done)
+        summaries.append(done.summary())
+    return summaries
+
+
+def _diarize(args: argparse.Namespace) -> int:
+    try:
+        check_backend(args.backend)
+        check_settings(args.latency, args.window, args.step, args.batch_size)
+        inputs = [probe(path) for path in args.audio]  # every file, before any work
+        uris = _uris(inputs)
+        with ExitStack() as outputs:
+            writers: list[TurnWriter] = []
+            if args.rttm is not None:
+                writers.append(outputs.enter_context(RttmWriter(args.rttm)))
+            # imported here: torch takes seconds to import, which --help and input errors skip
+            from streamdiar.session import build_diarizer, load_backend
+
+            display = make_progress(args.progress)
+            backend, device_warning = load_backend(args.backend, args.device)
+            if device_warning:
+                _say(f"warning: {device_warning}")
+            display.note(f"Using device: {backend.device.type}")
+            with display:
+                # made while the display runs, so that a bar sharing the terminal stays below
+                writers.append(JsonlWriter() if args.jsonl else TimelinePrinter())
+                latency = math.inf if args.offline else args.latency
+                new_diarizer = partial(
+                    build_diarizer, backend, latency, args.window, args.step, args.batch_size
+                )
+                summaries = asyncio.run(
+                    _diarize_files(inputs, uris, new_diarizer, writers, display)
+                )
+    except (AudioError, OutputError, SettingsError) as error:
+        raise UserError(str(error)) from error
+    for summary in summaries:
+        print(summary, file=sys.stderr)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    # imported here: pyannote.metrics takes seconds to import
+    from streamdiar.evaluation import (
+        EvaluationError,
+        diarization_error_rate,
+        format_report,
+        load_rttm,
+        load_uem,
+    )
+
+    try:
+        reference = load_rttm(args.ref)
+        hypothesis = load_rttm(args.hyp)
+        uem = load_uem(args.uem) if args.uem is not None else None
+    except EvaluationError as error:
+        raise UserError(str(error)) from error
+    print(format_report(diarization_error_rate(reference, hypothesis, uem)))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="streamdiar", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"streamdiar {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    commands = parser.add_subparsers(
+        title="commands", dest="command", required=True, metavar="COMMAND"
+    )
+
+    diarize = commands.add_parser(
+        "diarize",
+        parents=[common],
+        help="who spoke when in audio files, written as turns are committed",
+        description="Who spoke when in audio files, written as turns are committed.",
+    )
+    diarize.set_defaults(run=_diarize)
+    add = diarize.add_argument
+    add("audio", nargs="+", type=Path, metavar="AUDIO", help="audio files")
+    add("--rttm", type=Path, metavar="OUT.rttm", help="also write the turns to this RTTM file")
+    add("--jsonl", action="store_true", help="JSON lines on stdout instead of a timeline")
+    add("--backend", default="embedded", help="diarization models (default: embedded)")
+    add("--device", help="auto, cuda, mps or cpu (default: $STREAMDIAR_DEVICE, else auto)")
+    low, high = LATENCY_RANGE
+    add(
+        "--latency",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help=f"seconds of audio heard past a moment before it is final, {low:g} to {high:g} "
+        "(default: 2)",
+    )
+    add(
+        "--offline",
+        action="store_true",
+        help="commit nothing before the end of each file: every window is labelled by the "
+        "clustering of the whole file (for comparison with streaming; ignores --latency)",
+    )
+    add("--window", type=float, metavar="S", help="window length (default: the backend's)")
+    add("--step", type=float, metavar="S", help="step between windows (default: the backend's)")
+    add("--batch-size", type=int, default=32, metavar="N", help="windows per batch (default: 32)")
+    add(
+        "--progress",
+        choices=PROGRESS_MODES,
+        default="auto",
+        help="progress on stderr: a bar (rich), [PROGRESS] lines (plain) or none "
+        "(default: rich on a terminal, plain otherwise)",
+    )
+
+    evaluate = commands.add_parser(
+        "eval",
+        parents=[common],
+        help="diarization error rate of a hypothesis RTTM against a reference",
+        description="Diarization error rate (no collar, overlap scored), per file and overall.",
+    )
+    evaluate.set_defaults(run=_evaluate)
+    add = evaluate.add_argument
+    add("--ref", type=Path, required=True, metavar="REF.rttm", help="reference turns")
+    add("--hyp", type=Path, required=True, metavar="HYP.rttm", help="hypothesis turns")
+    add("--uem", type=Path, metavar="UEM", help="regions to score (default: all speech)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader of stdout is gone; point stdout at devnull so the final flush stays quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_RUNTIME_ERROR
+    except UserError as error:
+        if args.debug:
+            raise
+        _say(f"error: {error}")
+        return EXIT_USER_ERROR
+    except Exception as error:
+        if args.debug:
+            raise
+        _say(f"error: {type(error).__name__}: {error} (--debug shows the traceback)")
+        return EXIT_RUNTIME_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
