@@ -119,10 +119,15 @@ def _diarize(args: argparse.Namespace) -> int:
             if args.rttm is not None:
                 writers.append(outputs.enter_context(RttmWriter(args.rttm)))
             # imported here: torch takes seconds to import, which --help and input errors skip
+            from threadpoolctl import threadpool_limits
+
             from streamdiar.session import build_diarizer, load_backend
 
             display = make_progress(args.progress)
             backend, device_warning = load_backend(args.backend, args.device)
+            # the clustering's small matrices run beside the model's threads: more BLAS threads
+            # than cores there slow each re-clustering a hundredfold
+            threadpool_limits(1, user_api="blas")
             if device_warning:
                 _say(f"warning: {device_warning}")
             display.note(f"Using device: {backend.device.type}")

@@ -176,5 +176,6 @@ class Stitcher:
 
     def _close(self, label: int) -> list[Turn]:
         first, last = self._open.pop(label)
-        turn = Turn(first * self.frame_step, (last + 1) * self.frame_step, speaker_name(label))
+        end = min((last + 1) * self.frame_step, self._seen_end)  # the last frame may be partial
+        turn = Turn(first * self.frame_step, end, speaker_name(label))
         return [turn] if turn.duration >= self.min_duration else []

@@ -18,12 +18,12 @@ class Windower:
     """
 
     def __init__(self, duration: float, step: float) -> None:
-        if duration <= 0 or step <= 0:
-            raise ValueError("window duration and step must be positive")
-        if step > duration:
-            raise ValueError(f"window step ({step} s) must not exceed its duration ({duration} s)")
         self.window_samples = round(duration * SAMPLE_RATE)
         self.step_samples = round(step * SAMPLE_RATE)
+        if self.window_samples < 1 or self.step_samples < 1:
+            raise ValueError("window duration and step must each hold at least one sample")
+        if step > duration:
+            raise ValueError(f"window step ({step} s) must not exceed its duration ({duration} s)")
         self._buffer = np.zeros(0, dtype=np.float32)  # (samples,) from _buffer_start on
         self._buffer_start = 0  # sample index of _buffer[0]
         self._next_index = 0
