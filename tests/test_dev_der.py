@@ -1,0 +1,25 @@
+"""Acceptance test: streamed DER on the dev set at the default latency."""
+
+import soundfile as sf
+from pyannote.core import Segment, Timeline
+
+from streamdiar.evaluation import diarization_error_rate, format_report, load_rttm, load_uem
+
+
+def test_dev_set_der_at_default_latency(run_cli, shared_data, tmp_path):
+    dev = shared_data / "dev"
+    hypothesis = tmp_path / "hyp.rttm"
+    files = ("sample.wav", "dev00.wav", "dev01.wav")
+    result = run_cli("diarize", *files, "--rttm", hypothesis, cwd=dev)
+    assert result.returncode == 0, result.stderr
+
+    reference = {**load_rttm(dev / "sample.rttm"), **load_rttm(dev / "debug.development.rttm")}
+    uem = load_uem(dev / "debug.development.uem")
+    # files missing from a uem go unscored, so the sample is scored over all of it
+    uem["sample"] = Timeline([Segment(0, sf.info(dev / "sample.wav").duration)], uri="sample")
+    report = diarization_error_rate(reference, load_rttm(hypothesis), uem)
+    table = format_report(report)
+    print(f"\n{table}")
+
+    assert set(report.per_uri) == {"sample", "dev00", "dev01"}
+    assert report.der <= 0.30 and report.confusion <= 0.15, f"\n{table}"

@@ -1,0 +1,62 @@
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+
+import numpy as np
+import soundfile as sf
+
+from streamdiar.core.embedded import EmbeddedBackend
+from streamdiar.core.types import SAMPLE_RATE, Turn
+from streamdiar.session import build_diarizer
+from streamdiar.stream.sources import array_blocks
+
+
+def test_turns_come_out_while_the_audio_is_still_coming_in(shared_data):
+    audio, rate = sf.read(shared_data / "dev" / "sample.wav", dtype="float32")
+    assert rate == SAMPLE_RATE
+    stream = np.concatenate([audio, audio])  # 60 s
+    block = SAMPLE_RATE // 10
+    diarizer = build_diarizer(EmbeddedBackend(), latency=2.0, batch_size=1)
+    stitcher = diarizer.stitcher
+    window, step = diarizer.window_duration, diarizer.window_step
+    held_limit = (window + stitcher.latency) / step + diarizer.batch_size + 2
+    # A turn is final `latency` s after the pause that ends it (shorter than a window), and the
+    # source runs ahead of inference by the windows queued in between.
+    lag_limit = (
+        stitcher.latency + window + (diarizer.queue_windows + 2) * step + block / SAMPLE_RATE
+    )
+
+    pulled = 0  # samples taken from the source so far
+    held: list[int] = []  # stitcher.held_windows, sampled as blocks and turns go by
+    emitted: list[tuple[Turn, float]] = []  # each turn, with the seconds pulled when it came out
+
+    async def counted(blocks: AsyncIterator[np.ndarray]) -> AsyncIterator[np.ndarray]:
+        nonlocal pulled
+        async for samples in blocks:
+            held.append(stitcher.held_windows)
+            pulled += len(samples)
+            yield samples
+
+    def on_turn(turn: Turn) -> None:
+        held.append(stitcher.held_windows)
+        emitted.append((turn, pulled / SAMPLE_RATE))
+
+    asyncio.run(diarizer.run(counted(array_blocks(stream, block)), on_turn))
+
+    assert pulled == len(stream) and emitted
+    total = len(stream) / SAMPLE_RATE
+    lag = max(when - turn.end for turn, when in emitted)
+    print(
+        f"\nfirst turn out after {emitted[0][1]:.1f} s of {total:.0f} s; largest lag {lag:.1f} s "
+        f"(limit {lag_limit:.1f} s); up to {max(held)} windows held (limit {held_limit:.0f})"
+    )
+    assert emitted[0][1] < total, "the first turn waited for the end of the source"
+    assert lag <= lag_limit
+    by_speaker: dict[str, list[Turn]] = defaultdict(list)
+    for turn, _ in emitted:
+        by_speaker[turn.speaker].append(turn)
+    for speaker, turns in by_speaker.items():
+        for previous, turn in zip(turns, turns[1:]):
+            assert previous.end <= turn.end, f"{speaker}: {turn} came out after {previous}"
+            assert previous.end <= turn.start, f"{speaker}: {turn} overlaps {previous}"
+    assert max(held) <= held_limit
