@@ -18,7 +18,7 @@ import torch
 
 from streamdiar.core.backend import Backend
 from streamdiar.core.stitching import Stitcher
-from streamdiar.core.types import Turn, Window
+from streamdiar.core.types import SAMPLE_RATE, Turn, Window
 from streamdiar.stream.windows import Windower, windows
 
 TurnCallback = Callable[[Turn], None]
@@ -36,6 +36,11 @@ class PipelineStats:
     stitching_seconds: float = 0.0
     speakers: set[str] = field(default_factory=set)
     fallbacks: list[str] = field(default_factory=list)
+
+
+def _out_of_memory(error: RuntimeError) -> bool:
+    """CUDA raises OutOfMemoryError; MPS and some CUDA paths a plain RuntimeError that says so."""
+    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
 class StreamingDiarizer:
@@ -80,7 +85,7 @@ class StreamingDiarizer:
 
     async def _counted(self, blocks: AsyncIterable[np.ndarray]) -> AsyncIterable[np.ndarray]:
         async for block in blocks:
-            self.stats.audio_seconds += len(block) / 16_000
+            self.stats.audio_seconds += len(block) / SAMPLE_RATE
             yield block
 
     async def _consume(self, queue: asyncio.Queue, on_turn: TurnCallback) -> None:
@@ -100,19 +105,39 @@ class StreamingDiarizer:
     def _infer(self, batch: list[Window]) -> list:
         waveforms = torch.from_numpy(np.stack([w.samples for w in batch]))  # (batch, samples)
         started = time.perf_counter()
-        try:
-            results = self.backend.infer(waveforms)
-        except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
-            if self.backend.device.type == "cpu":
-                raise
-            message = f"{self.backend.device.type} failed ({str(error).splitlines()[0]}); continuing on CPU"
-            warnings.warn(message, stacklevel=1)
-            self.stats.fallbacks.append(message)
-            self.backend.to(torch.device("cpu"))
-            results = self.backend.infer(waveforms)
+        results = self._infer_or_fall_back(waveforms)
         self.stats.inference_seconds += time.perf_counter() - started
         self.stats.batches += 1
         return results
+
+    def _infer_or_fall_back(self, waveforms: torch.Tensor) -> list:
+        """Runs (batch, samples) `waveforms`, retrying the same windows when an accelerator
+        fails, so that the stream goes on from where it stood: out of memory, the batch is
+        halved (and so are the batches that follow) down to one window, then CPU is used;
+        any other error of the accelerator moves the models to CPU at once."""
+        try:
+            return self.backend.infer(waveforms)
+        except RuntimeError as error:  # torch.cuda.OutOfMemoryError is one too
+            device = self.backend.device.type
+            if device == "cpu":
+                raise
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            if _out_of_memory(error) and len(waveforms) > 1:
+                half = len(waveforms) // 2
+                self.batch_size = min(self.batch_size, half)
+                if device == "cuda":
+                    torch.cuda.empty_cache()  # what the failed batch held
+                self._fall_back(f"{device} ran out of memory; batches of {half} windows from now")
+                return self._infer_or_fall_back(waveforms[:half]) + self._infer_or_fall_back(
+                    waveforms[half:]
+                )
+            self._fall_back(f"{device} failed ({reason}); continuing on CPU")
+            self.backend.to(torch.device("cpu"))
+            return self.backend.infer(waveforms)
+
+    def _fall_back(self, message: str) -> None:
+        warnings.warn(message, stacklevel=1)
+        self.stats.fallbacks.append(message)
 
     def _stitch(self, batch: list[Window], results: list, on_turn: TurnCallback) -> None:
         started = time.perf_counter()
