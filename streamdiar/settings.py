@@ -6,7 +6,7 @@ import math
 
 from streamdiar.core.types import SAMPLE_RATE
 
-BACKENDS = ("embedded",)
+BACKENDS = ("embedded", "pyannote")
 LATENCY_RANGE = (0.5, 5.0)  # seconds
 
 

@@ -29,13 +29,15 @@ def run_cli() -> RunCli:
     paths = [str(PROJECT_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
-    def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    def run(
+        *args: str | Path, cwd: Path | None = None, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "streamdiar.cli", *map(str, args)],
             capture_output=True,
             text=True,
             cwd=cwd,
-            env=env,
+            env={**env, **(extra_env or {})},
         )
 
     return run

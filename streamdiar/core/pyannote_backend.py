@@ -1,0 +1,117 @@
+"""The pyannote backend: segmentation-3.0 gives up to 3 overlapping local speakers per window,
+the WeSpeaker ResNet34 one vector per active local speaker.
+
+The ResNet trunk runs once per window; only its statistics pooling runs per local speaker, with
+that speaker's activity as weights. pyannote.audio's pipeline and diart run the whole encoder
+once per (window, speaker) instead, which is most of their compute.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+os.environ["PYANNOTE_METRICS_ENABLED"] = "0"  # before pyannote.audio is first imported
+
+import torch
+from pyannote.audio import Model
+from pyannote.audio.models.embedding import WeSpeakerResNet34
+from pyannote.audio.utils.powerset import Powerset
+
+from streamdiar.core.types import LocalSpeakers
+
+# The smallest input (samples) the WeSpeaker ResNet34 pools over, as pyannote.audio finds it
+# (PretrainedSpeakerEmbedding.min_num_samples): shorter overlap-free speech uses all of it.
+EMBEDDING_MIN_SAMPLES = 400
+
+
+class PyannoteBackend:
+    """segmentation-3.0 + WeSpeaker ResNet34 on one torch device.
+
+    Windows are 5 s with a 0.5 s step, diart's live setting: segmentation-3.0 was trained on
+    10 s chunks, but its SincNet + BiLSTM takes any length, and 5 s halves the latency a
+    window adds and the audio the ResNet sees per step. Activity is pyannote's hard
+    powerset-to-multilabel conversion, so overlapped frames keep both speakers.
+    """
+
+    name = "pyannote"
+    window_duration = 5.0
+    window_step = 0.5
+    speech_threshold = 0.5  # on the 0/1 activity averaged over overlapping windows
+    max_local_speakers = 3
+
+    def __init__(
+        self, segmentation: Model, embedding: WeSpeakerResNet34, random_weights: bool = False
+    ) -> None:
+        self.segmentation = segmentation.eval()
+        self.embedding = embedding.eval()
+        specifications = segmentation.specifications
+        self.powerset = Powerset(len(specifications.classes), specifications.powerset_max_classes)
+        self.max_local_speakers = len(specifications.classes)
+        self.frame_step = segmentation.receptive_field.step
+        self._device = torch.device("cpu")
+        if random_weights:
+            warnings.warn(
+                "the pyannote models have random weights: speaker labels and times mean "
+                "nothing (for tests and speed measurements only)",
+                stacklevel=2,
+            )
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def to(self, device: torch.device) -> "PyannoteBackend":
+        for module in (self.segmentation, self.embedding, self.powerset):
+            module.to(device)
+        self._device = device
+        return self
+
+    @torch.inference_mode()
+    def infer(self, waveforms: torch.Tensor) -> list[LocalSpeakers]:
+        waveforms = waveforms.to(self._device, torch.float32).unsqueeze(1)  # (batch, 1, samples)
+        activity = self.activity(waveforms)  # (batch, frames, K)
+        embeddings, active = self.speaker_embeddings(waveforms, activity)
+        activity = activity.cpu().numpy()
+        embeddings = embeddings.cpu().numpy()  # (batch, K, dim)
+        active = active.cpu().numpy()  # (batch, K)
+        return [
+            LocalSpeakers(activity[i], embeddings[i], active[i], self.frame_step)
+            for i in range(len(activity))
+        ]
+
+    def activity(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Per-speaker 0/1 activity (batch, frames, K) of waveforms (batch, 1, samples)."""
+        log_probabilities = self.segmentation(waveforms)  # (batch, frames, powerset classes)
+        return self.powerset.to_multilabel(log_probabilities)
+
+    def speaker_embeddings(
+        self, waveforms: torch.Tensor, activity: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One vector per local speaker (batch, K, dim), zero where inactive, and which local
+        speakers are active (batch, K), from one ResNet trunk pass per window with speech.
+
+        Each speaker is pooled over the frames where they talk alone, or over all their frames
+        when too few are overlap-free (pyannote's `embedding_exclude_overlap`).
+        """
+        active = activity.amax(dim=1) > 0  # (batch, K)
+        speech = active.any(dim=1)  # (batch,)
+        embeddings = torch.zeros(*active.shape, self.embedding.dimension, device=waveforms.device)
+        if speech.any():  # n windows with speech
+            weights = self.overlap_aware_weights(activity[speech], waveforms.shape[-1])
+            frames = self.embedding.forward_frames(waveforms[speech])  # (n, channels, mels, t)
+            pooled = self.embedding.forward_embedding(frames, weights)  # (n, K, dim)
+            # an inactive speaker's zero weights pool to NaN
+            embeddings[speech] = torch.where(active[speech].unsqueeze(-1), pooled, 0.0)
+        return embeddings, active
+
+    @staticmethod
+    def overlap_aware_weights(activity: torch.Tensor, num_samples: int) -> torch.Tensor:
+        """Pooling weights (batch, K, frames) from 0/1 activity (batch, frames, K)."""
+        num_frames = activity.shape[1]
+        min_frames = math.ceil(num_frames * EMBEDDING_MIN_SAMPLES / num_samples)
+        alone = activity * (activity.sum(dim=2, keepdim=True) < 2)  # (batch, frames, K)
+        enough = alone.sum(dim=1, keepdim=True) > min_frames  # (batch, 1, K)
+        return torch.where(enough, alone, activity).transpose(1, 2)
+
