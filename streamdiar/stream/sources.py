@@ -152,6 +152,25 @@ class _NonFiniteCounter:
             warnings.warn(f"{path}: replaced {self.count} NaN/Inf samples with 0")
 
 
+class MonoResampler:
+    """Streaming conversion of (frames, channels) float32 blocks at `sample_rate` to
+    (samples,) mono float32 at SAMPLE_RATE; soxr keeps its state across blocks, so block
+    boundaries leave no trace."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self._resampler = (
+            soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
+            if sample_rate != SAMPLE_RATE
+            else None
+        )
+
+    def __call__(self, data: np.ndarray, last: bool = False) -> np.ndarray:
+        mono = data.mean(axis=1, dtype=np.float32)  # (frames,)
+        if self._resampler is not None:
+            mono = self._resampler.resample_chunk(mono, last=last)
+        return mono
+
+
 async def file_blocks(path: str | Path, block_seconds: float = 0.5) -> AsyncIterator[np.ndarray]:
     """Yields (samples,) float32 mono SAMPLE_RATE blocks of about block_seconds each.
 
@@ -187,19 +206,13 @@ async def _soundfile_blocks(
 ) -> AsyncIterator[np.ndarray]:
     counter = _NonFiniteCounter()
     frames = max(1, round(block_seconds * sound.samplerate))
-    resampler = (
-        soxr.ResampleStream(sound.samplerate, SAMPLE_RATE, 1, dtype="float32")
-        if sound.samplerate != SAMPLE_RATE
-        else None
-    )
+    to_mono = MonoResampler(sound.samplerate)
     try:
         while True:
             # (frames, channels); fewer frames near the end, none once it is reached
             data = await asyncio.to_thread(sound.read, frames, dtype="float32", always_2d=True)
             last = len(data) < frames
-            mono = counter.clean(data).mean(axis=1, dtype=np.float32)  # (frames,)
-            if resampler is not None:
-                mono = resampler.resample_chunk(mono, last=last)
+            mono = to_mono(counter.clean(data), last=last)
             if len(mono):
                 yield mono
             if last:

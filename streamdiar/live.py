@@ -1,0 +1,205 @@
+"""`streamdiar live`: who speaks now on a microphone (or a file replayed as one), and the whole
+session as RTTM/JSON lines once Ctrl-C or SIGTERM ends it.
+
+Nothing here imports torch at module level: `streamdiar.cli` imports this module before it
+sets the environment torch and pyannote read when imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import warnings
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from streamdiar.core.types import Turn
+from streamdiar.errors import UserError
+from streamdiar.model_flags import add_model_flags, model_source
+from streamdiar.settings import LATENCY_RANGE, SettingsError, check_backend, check_settings
+from streamdiar.stream.microphone import (
+    AudioInput,
+    Capture,
+    Microphone,
+    MicrophoneError,
+    SimulatedMicrophone,
+    input_devices,
+)
+from streamdiar.stream.sinks import JsonlWriter, OutputError, RttmWriter
+from streamdiar.stream.sources import AudioError
+
+if TYPE_CHECKING:
+    from streamdiar.core.backend import Backend
+    from streamdiar.live_view import LiveView
+    from streamdiar.stream.pipeline import StreamingDiarizer
+
+# The most windows waiting for the model. A live diarizer infers windows one at a time while
+# it keeps up, and a backlog (a busy CPU, a slow device) as one batch, which costs a fraction
+# per window; a longer queue would only hide a backlog that capture should drop instead.
+LIVE_QUEUE_WINDOWS = 8
+
+
+def build_live_diarizer(backend: Backend, latency: float) -> StreamingDiarizer:
+    """A diarizer for live capture, at the backend's window and step."""
+    from streamdiar.session import build_diarizer  # imports torch
+
+    return build_diarizer(
+        backend, latency, batch_size=LIVE_QUEUE_WINDOWS, queue_windows=LIVE_QUEUE_WINDOWS
+    )
+
+
+async def run_live(
+    capture: Capture,
+    diarizer: StreamingDiarizer,
+    on_turn: Callable[[Turn], None],
+    view: LiveView | None = None,
+) -> dict[str, float]:
+    """Diarizes what `capture` hears until its input ends or SIGINT/SIGTERM stops it; the
+    audio captured by then is diarized and flushed. Returns the talk time (s) per speaker."""
+    loop = asyncio.get_running_loop()
+    talk: dict[str, float] = {}
+
+    def count_and_pass(turn: Turn) -> None:
+        talk[turn.speaker] = talk.get(turn.speaker, 0.0) + turn.duration
+        on_turn(turn)
+
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    for number in stop_signals:
+        loop.add_signal_handler(number, capture.stop)
+    refresh = asyncio.create_task(view.run()) if view is not None else None
+    try:
+        capture.start()
+        await diarizer.run(capture.blocks(), count_and_pass)
+    finally:
+        capture.stop()
+        for number in stop_signals:
+            loop.remove_signal_handler(number)
+        if refresh is not None:
+            refresh.cancel()
+            await asyncio.gather(refresh, return_exceptions=True)
+    return dict(sorted(talk.items()))
+
+
+def summary(capture: Capture, talk: dict[str, float]) -> str:
+    """One line: audio captured and lost, then each speaker's talk time."""
+    speakers = ", ".join(f"{speaker} {seconds:.1f} s" for speaker, seconds in talk.items())
+    return (
+        f"{capture.source.name}: {capture.stats.captured_seconds:.1f} s captured, "
+        f"{capture.stats.describe_losses()}; {len(talk)} speaker{'' if len(talk) == 1 else 's'}"
+        + (f": {speakers}" if talk else "")
+    )
+
+
+def _say(text: str) -> None:
+    print(f"streamdiar: {text}", file=sys.stderr, flush=True)
+
+
+def _list_devices() -> int:
+    devices = input_devices()
+    if not devices:
+        _say("no input devices found")
+    for line in devices:
+        print(line)
+    return 0
+
+
+def _source(args: argparse.Namespace) -> AudioInput:
+    if args.speed is not None and args.simulate is None:
+        raise UserError("--speed applies to --simulate only")
+    if args.simulate is not None:
+        speed = 1.0 if args.speed is None else args.speed
+        if not speed > 0:
+            raise UserError(f"--speed must be positive, got {speed:g}")
+        return SimulatedMicrophone(args.simulate, speed)
+    return Microphone(args.input_device)
+
+
+def _live(args: argparse.Namespace) -> int:
+    try:
+        if args.list_devices:
+            return _list_devices()
+        check_backend(args.backend)
+        check_settings(args.latency, None, None, 1)
+        source = _source(args)  # a missing device or file is reported before models load
+        with ExitStack() as outputs:
+            writers: list[RttmWriter | JsonlWriter | LiveView] = []
+            if args.rttm is not None:
+                writers.append(outputs.enter_context(RttmWriter(args.rttm)))
+            # imported here: torch takes seconds to import, which --help and input errors skip
+            from threadpoolctl import threadpool_limits
+
+            from streamdiar.live_view import LiveView
+            from streamdiar.session import load_backend
+
+            backend, device_warning = load_backend(args.backend, args.device, model_source(args))
+            # see _diarize in cli.py: more BLAS threads than cores slow the clustering
+            threadpool_limits(1, user_api="blas")
+            if device_warning:
+                warnings.warn(device_warning, stacklevel=1)
+            _say(f"using device {backend.device.type}")
+            diarizer = build_live_diarizer(backend, args.latency)
+            capture = Capture(source)
+            view = None if args.jsonl else LiveView(capture, diarizer)
+            writers.append(JsonlWriter() if view is None else view)
+
+            def on_turn(turn: Turn) -> None:
+                for writer in writers:
+                    writer.write(source.name, turn)
+
+            _say(
+                f"listening to {source.name} ({source.samplerate} Hz, {source.channels} ch); "
+                "Ctrl-C stops"
+            )
+            talk = asyncio.run(run_live(capture, diarizer, on_turn, view))
+    except (AudioError, MicrophoneError, OutputError, SettingsError) as error:
+        raise UserError(str(error)) from error
+    _say(summary(capture, talk))
+    return 0
+
+
+def add_live_command(
+    commands: argparse._SubParsersAction, common: argparse.ArgumentParser
+) -> None:
+    """The `live` subcommand, added to the CLI's `commands`."""
+    live = commands.add_parser(
+        "live",
+        parents=[common],
+        help="who speaks now on a microphone; the session as RTTM/JSON when stopped",
+        description="Diarize a microphone as it is captured. Ctrl-C (or SIGTERM) stops: the "
+        "audio captured by then is diarized, written, and summed up per speaker.",
+    )
+    live.set_defaults(run=_live)
+    add = live.add_argument
+    source = live.add_mutually_exclusive_group()
+    source.add_argument(
+        "--input-device",
+        metavar="NAME|INDEX",
+        help="microphone: an index or (part of) a name from --list-devices "
+        "(default: the system's default input)",
+    )
+    source.add_argument("--list-devices", action="store_true", help="list input devices, exit")
+    source.add_argument(
+        "--simulate",
+        type=Path,
+        metavar="FILE",
+        help="replay FILE (WAV, FLAC, OGG) at real-time pace instead of a microphone",
+    )
+    add("--speed", type=float, metavar="X", help="replay speed of --simulate (default: 1)")
+    add("--rttm", type=Path, metavar="OUT.rttm", help="also write the turns to this RTTM file")
+    add("--jsonl", action="store_true", help="JSON lines on stdout instead of the live view")
+    add("--backend", default="embedded", help="diarization models (default: embedded)")
+    add_model_flags(live)
+    add("--device", help="auto, cuda, mps or cpu (default: $STREAMDIAR_DEVICE, else auto)")
+    low, high = LATENCY_RANGE
+    add(
+        "--latency",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help=f"seconds of audio heard past a moment before it is final, {low:g} to {high:g} "
+        "(default: 2)",
+    )

@@ -1,0 +1,287 @@
+"""Live audio capture for the pipeline: a microphone through sounddevice, or a file replayed at
+real-time pace through exactly the same callback.
+
+The audio callback runs on PortAudio's thread (or the replay thread): it copies the block and
+hands it to the event loop with `call_soon_threadsafe`, nothing more, so it never blocks, never
+waits for the model and never raises. On the loop, blocks wait in a queue bounded in seconds of
+audio; when the pipeline falls behind, the oldest audio is dropped and counted, so capture
+never stalls and the delay behind capture stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+import numpy as np
+import soundfile as sf
+
+from streamdiar.stream.sources import AudioError, MonoResampler, probe
+
+# sounddevice's InputStream callback: (indata (frames, channels) float32, frames, time, status)
+AudioCallback = Callable[[np.ndarray, int, Any, Any], None]
+FinishedCallback = Callable[[], None]
+
+
+class MicrophoneError(Exception):
+    """No PortAudio library, no input device, or one that cannot be opened: one line."""
+
+
+class InputStream(Protocol):
+    """What capture uses of a sounddevice.InputStream."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class AudioInput(Protocol):
+    """Where live audio comes from, checked before any model is loaded."""
+
+    name: str  # what the user picked, for messages and as the RTTM uri
+    samplerate: int  # native rate of the blocks the callback gets
+    channels: int
+
+    def open(self, callback: AudioCallback, finished: FinishedCallback) -> InputStream:
+        """A stream, not yet started, that calls `callback` with each block and `finished`
+        once it stops for good."""
+        ...
+
+
+@dataclass
+class CaptureStats:
+    """Seconds of audio at each stage of capture."""
+
+    captured_seconds: float = 0.0  # all the callback received
+    dropped_seconds: float = 0.0  # oldest audio dropped while the pipeline was behind
+    overflows: int = 0  # blocks PortAudio flagged as input overflow (audio lost before us)
+
+    def describe_losses(self) -> str:
+        return f"{self.dropped_seconds:.1f} s dropped, {self.overflows} input overflows"
+
+
+class Capture:
+    """Runs an AudioInput's stream and hands its blocks to the pipeline as an async iterator.
+
+    start() and stop() run on the event loop; `callback` runs on the audio thread.
+    """
+
+    def __init__(self, source: AudioInput, max_queue_seconds: float = 5.0) -> None:
+        self.source = source
+        self.stats = CaptureStats()
+        self.started_at: float | None = None  # time.monotonic() when capture started
+        self._max_frames = max(1, round(max_queue_seconds * source.samplerate))
+        self._blocks: deque[np.ndarray] = deque()  # (frames, channels) each, oldest first
+        self._queued_frames = 0
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stream: InputStream | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stream = self.source.open(self.callback, self._finished)
+        self.started_at = time.monotonic()
+        self._stream.start()
+
+    def stop(self) -> None:
+        """Stops the stream; blocks() ends after handing out what is queued. Idempotent."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.stop()
+            stream.close()
+        if self._loop is None:
+            self._close()
+        else:  # after the blocks the callback handed over before the stream stopped
+            self._loop.call_soon(self._close)
+
+    def callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        """sounddevice's callback: a copy of the block goes to the loop, nothing else."""
+        loop = self._loop  # set before the stream starts
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._put, indata.copy(), bool(status.input_overflow))
+        except RuntimeError:  # the loop is closed: capture is over
+            pass
+
+    def _finished(self) -> None:
+        """The stream ended by itself (end of a replayed file, a device gone)."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._close)
+        except RuntimeError:  # the loop is closed: capture is over
+            pass
+
+    def _put(self, block: np.ndarray, overflow: bool) -> None:
+        if self._closed:  # a block that came while the stream was stopping
+            return
+        rate = self.source.samplerate
+        self.stats.captured_seconds += len(block) / rate
+        self.stats.overflows += overflow
+        self._blocks.append(block)
+        self._queued_frames += len(block)
+        while self._queued_frames > self._max_frames and len(self._blocks) > 1:
+            oldest = self._blocks.popleft()
+            self._queued_frames -= len(oldest)
+            self.stats.dropped_seconds += len(oldest) / rate
+        self._ready.set()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    async def blocks(self) -> AsyncIterator[np.ndarray]:
+        """(samples,) float32 mono blocks at SAMPLE_RATE, as the pipeline takes them."""
+        to_mono = MonoResampler(self.source.samplerate)
+        while True:
+            while not self._blocks:
+                if self._closed:
+                    tail = to_mono(np.zeros((0, self.source.channels), np.float32), last=True)
+                    if len(tail):
+                        yield tail
+                    return
+                self._ready.clear()
+                await self._ready.wait()
+            block = self._blocks.popleft()
+            self._queued_frames -= len(block)
+            mono = to_mono(block)
+            if len(mono):
+                yield mono
+
+
+def _sounddevice() -> ModuleType:
+    """sounddevice, imported on first use: it loads PortAudio when imported."""
+    try:
+        import sounddevice
+    except (OSError, ImportError) as error:  # OSError: "PortAudio library not found"
+        raise MicrophoneError(
+            f"cannot capture audio: {error} (on Linux: apt-get install libportaudio2)"
+        ) from None
+    return sounddevice
+
+
+def input_devices() -> list[str]:
+    """One line per input device: index, name, channels and native rate; `*` marks the
+    default. Empty when there is none."""
+    sd = _sounddevice()
+    default = sd.default.device[0]
+    return [
+        f"{'*' if device['index'] == default else ' '} {device['index']:3d}  {device['name']}  "
+        f"({device['max_input_channels']} ch, {device['default_samplerate']:g} Hz)"
+        for device in sd.query_devices()
+        if device["max_input_channels"] > 0
+    ]
+
+
+class Microphone:
+    """An input device by name (or part of it) or index; None is the default device."""
+
+    def __init__(self, device: str | None) -> None:
+        sd = self._sd = _sounddevice()
+        selector: int | str | None = int(device) if device and device.isdigit() else device
+        try:
+            info = sd.query_devices(selector, kind="input")
+        except ValueError:  # no such name, or not an input
+            raise MicrophoneError(
+                f"no input device matching {device!r} (see: streamdiar live --list-devices)"
+            ) from None
+        except sd.PortAudioError:
+            what = "no default input device" if device is None else f"no input device {device}"
+            raise MicrophoneError(f"{what} (see: streamdiar live --list-devices)") from None
+        self._index = info["index"]
+        self.name = info["name"]
+        self.samplerate = round(info["default_samplerate"])
+        self.channels = info["max_input_channels"]
+
+    def open(self, callback: AudioCallback, finished: FinishedCallback) -> InputStream:
+        try:
+            return self._sd.InputStream(
+                device=self._index,
+                samplerate=self.samplerate,
+                channels=self.channels,
+                dtype="float32",
+                callback=callback,
+                finished_callback=finished,
+            )
+        except self._sd.PortAudioError as error:
+            raise MicrophoneError(f"cannot open input device {self.name!r}: {error}") from None
+
+
+@dataclass(frozen=True)
+class _NoFlags:
+    """A replayed file never overflows: stands for sounddevice.CallbackFlags()."""
+
+    input_overflow: bool = False
+
+
+class SimulatedMicrophone:
+    """A file played as if it came from a microphone: blocks of `block_seconds` reach the
+    callback from a thread that sleeps until each block has been "heard" (at `speed` times
+    real time)."""
+
+    def __init__(self, path: Path, speed: float = 1.0, block_seconds: float = 0.02) -> None:
+        if not speed > 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        info = probe(path)
+        try:
+            sf.info(str(path))
+        except sf.LibsndfileError:
+            raise AudioError(f"cannot replay {path}: only WAV, FLAC and OGG files") from None
+        self.path = Path(path)
+        self.name = self.path.stem
+        self.samplerate = info.sample_rate
+        self.channels = info.channels
+        self.speed = speed
+        self.block_frames = max(1, round(block_seconds * info.sample_rate))
+
+    def open(self, callback: AudioCallback, finished: FinishedCallback) -> _ReplayStream:
+        return _ReplayStream(self, callback, finished)
+
+
+class _ReplayStream:
+    def __init__(
+        self, source: SimulatedMicrophone, callback: AudioCallback, finished: FinishedCallback
+    ) -> None:
+        self._source = source
+        self._callback = callback
+        self._finished = finished
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._play, name="simulated-microphone")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def close(self) -> None:
+        self.stop()
+
+    def _play(self) -> None:
+        source = self._source
+        try:
+            with sf.SoundFile(str(source.path)) as sound:
+                started = time.monotonic()
+                played = 0  # frames
+                for block in sound.blocks(source.block_frames, dtype="float32", always_2d=True):
+                    played += len(block)
+                    heard_at = started + played / source.samplerate / source.speed
+                    if self._stopping.wait(max(0.0, heard_at - time.monotonic())):
+                        break
+                    self._callback(block, len(block), None, _NoFlags())
+        finally:
+            self._finished()
