@@ -81,6 +81,14 @@ class Stitcher:
         last = self._committed - 1
         return [speaker_name(g) for g, (_, end) in sorted(self._open.items()) if end == last]
 
+    def open_turns(self) -> list[Turn]:
+        """The committed part of each turn not closed yet: what a transcript aligner needs to
+        label speech before its turn ends (the turn emitted later starts the same)."""
+        return [
+            Turn(first * self.frame_step, (last + 1) * self.frame_step, speaker_name(g))
+            for g, (first, last) in sorted(self._open.items())
+        ]
+
     def push(self, index: int, start: float, valid_end: float, local: LocalSpeakers) -> list[Turn]:
         """Add one window's result (in stream order); return the turns this commits."""
         assignment = self.clustering.assign(index, local.embeddings, local.active)
