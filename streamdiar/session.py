@@ -3,27 +3,69 @@ fresh clustering and stitcher for each stream."""
 
 from __future__ import annotations
 
+import torch
+
 from streamdiar.core.backend import Backend
 from streamdiar.core.clustering import OnlineClustering
 from streamdiar.core.device import DeviceError, requested_device, resolve_device
 from streamdiar.core.embedded import EmbeddedBackend
+from streamdiar.core.pyannote_models import ModelSource, ModelSourceError, load_models
 from streamdiar.core.stitching import Stitcher
+from streamdiar.core.types import SAMPLE_RATE
 from streamdiar.settings import SettingsError, check_backend, check_settings
 from streamdiar.stream.pipeline import StreamingDiarizer
 
 
-def load_backend(backend_name: str, device_flag: str | None) -> tuple[Backend, str | None]:
+def load_backend(
+    backend_name: str, device_flag: str | None, models: ModelSource | None = None
+) -> tuple[Backend, str | None]:
     """The backend on the device asked for (flag, then environment, then auto), and a warning
-    when an asked-for accelerator is missing and CPU is used instead.
+    when an asked-for accelerator is missing and CPU is used instead. `models` says where the
+    pyannote backend's models come from (default: the Hugging Face hub).
 
-    Raises SettingsError for an unknown backend or device name.
+    Raises SettingsError for an unknown backend or device name, or models that cannot be had.
     """
     check_backend(backend_name)
     try:
         device, warning = resolve_device(requested_device(device_flag))
     except DeviceError as error:
         raise SettingsError(str(error)) from None
-    return EmbeddedBackend().to(device), warning
+    if backend_name == "pyannote":
+        backend = _pyannote_backend(models or ModelSource())
+    elif models is not None and models != ModelSource():
+        raise SettingsError(
+            "model sources (--hf-token, --segmentation, ...) need --backend pyannote"
+        )
+    else:
+        backend = EmbeddedBackend()
+    return place_on_device(backend, device, warning)
+
+
+def place_on_device(
+    backend: Backend, device: torch.device, warning: str | None
+) -> tuple[Backend, str | None]:
+    """The backend moved to `device` and run once on a short silent window, so that a broken
+    accelerator (driver, memory) shows at load and the run starts on CPU instead."""
+    if device.type == "cpu":
+        return backend.to(device), warning
+    try:
+        backend.to(device).infer(torch.zeros(1, SAMPLE_RATE))
+    except RuntimeError as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return backend.to(torch.device("cpu")), f"{device.type} failed at load ({reason}); using CPU"
+    return backend, warning
+
+
+def _pyannote_backend(models: ModelSource) -> Backend:
+    try:
+        segmentation, embedding = load_models(models)
+    except ModelSourceError as error:
+        raise SettingsError(str(error)) from None
+    # imported here: pyannote.audio takes seconds to import, which the embedded backend and
+    # missing models skip
+    from streamdiar.core.pyannote_backend import PyannoteBackend
+
+    return PyannoteBackend(segmentation, embedding, random_weights=models.random_weights)
 
 
 def build_diarizer(
@@ -32,8 +74,11 @@ def build_diarizer(
     window: float | None = None,
     step: float | None = None,
     batch_size: int = 1,
+    queue_windows: int = 64,
 ) -> StreamingDiarizer:
-    """A diarizer for one stream; window and step default to the backend's.
+    """A diarizer for one stream; window and step default to the backend's. `queue_windows`
+    bounds the windows waiting for the model (live capture keeps it small, so that a slow
+    model makes capture drop old audio instead of falling ever further behind).
 
     Models load once per backend, while each stream needs its own speakers, so a backend is
     shared by the diarizers built from it (one stream at a time).
@@ -48,4 +93,4 @@ def build_diarizer(
         max_speakers_per_frame=backend.max_local_speakers,
         speech_threshold=backend.speech_threshold,
     )
-    return StreamingDiarizer(backend, stitcher, window, step, batch_size)
+    return StreamingDiarizer(backend, stitcher, window, step, batch_size, queue_windows)

@@ -6,7 +6,10 @@ process killed at any moment leaves a file (or pipe) that holds only complete li
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -23,6 +26,11 @@ class OutputError(Exception):
     """An output file cannot be opened for writing."""
 
 
+class OutputWriteError(RuntimeError):
+    """An output stopped taking lines during a run (disk full, device gone); it still holds
+    whole lines only."""
+
+
 def _rttm_field(text: str, what: str) -> str:
     """RTTM fields are whitespace-separated, so whitespace inside one would shift the rest."""
     if not text:
@@ -36,7 +44,8 @@ class RttmWriter:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         try:
-            self._file = self.path.open("w", encoding="utf-8")
+            # unbuffered: each line goes out in one write call, so a failed one can be undone
+            self._file = self.path.open("wb", buffering=0)
         except IsADirectoryError:
             raise OutputError(f"cannot write RTTM to {self.path}: it is a directory") from None
         except FileNotFoundError:
@@ -47,6 +56,8 @@ class RttmWriter:
             raise OutputError(f"cannot write RTTM to {self.path}: permission denied") from None
         except OSError as error:
             raise OutputError(f"cannot write RTTM to {self.path}: {error.strerror}") from None
+        self._whole = 0  # bytes of the complete lines written
+        self._lines = 0
 
     def write(self, uri: str, turn: Turn) -> None:
         """Append one turn of file `uri`; whitespace in uri and speaker becomes `_`."""
@@ -54,8 +65,19 @@ class RttmWriter:
             f"SPEAKER {_rttm_field(uri, 'uri')} 1 {turn.start:.3f} {turn.duration:.3f} "
             f"<NA> <NA> {_rttm_field(turn.speaker, 'speaker')} <NA> <NA>\n"
         )
-        self._file.write(line)
-        self._file.flush()
+        data = line.encode("utf-8")
+        try:
+            if self._file.write(data) != len(data):  # a short write: the disk is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as error:
+            with contextlib.suppress(OSError):  # a device such as /dev/full cannot be truncated
+                self._file.truncate(self._whole)  # drop a partial line, if the disk took one
+            raise OutputWriteError(
+                f"cannot write RTTM to {self.path}: {error.strerror}; "
+                f"it keeps the {self._lines} turns written before"
+            ) from None
+        self._whole += len(data)
+        self._lines += 1
 
     def close(self) -> None:
         self._file.close()
@@ -91,8 +113,13 @@ class JsonlWriter:
         )
 
     def write_event(self, event: dict[str, Any]) -> None:
-        self._stream.write(json.dumps(event, ensure_ascii=False) + "\n")
-        self._stream.flush()
+        try:
+            self._stream.write(json.dumps(event, ensure_ascii=False) + "\n")
+            self._stream.flush()
+        except BrokenPipeError:
+            raise  # the reader is gone: nobody to tell
+        except OSError as error:
+            raise OutputWriteError(f"cannot write JSON lines: {error.strerror}") from None
 
 
 _PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
