@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import math
 import os
+import signal
 import sys
 import time
 import warnings
@@ -16,11 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Protocol, TextIO
 
 from streamdiar import __version__
+from streamdiar.bench import add_bench_command
 from streamdiar.core.types import Turn
+from streamdiar.errors import UserError
+from streamdiar.live import add_live_command
+from streamdiar.model_flags import add_model_flags, model_source
 from streamdiar.progress import PROGRESS_MODES, ProgressDisplay, follow, make_progress, measure
 from streamdiar.settings import LATENCY_RANGE, SettingsError, check_backend, check_settings
 from streamdiar.stream.sinks import JsonlWriter, OutputError, RttmWriter, TimelinePrinter
 from streamdiar.stream.sources import AudioError, AudioInfo, file_blocks, probe
+from streamdiar.transcript_command import add_transcript_command
 
 if TYPE_CHECKING:
     from streamdiar.stream.pipeline import StreamingDiarizer
@@ -34,10 +40,6 @@ if sys.platform == "darwin":
 EXIT_RUNTIME_ERROR = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-
-
-class UserError(Exception):
-    """Something the user can fix: a file, a flag or a value."""
 
 
 class TurnWriter(Protocol):
@@ -108,7 +110,13 @@ async def _diarize_files(
     return summaries
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> NoReturn:
+    """SIGTERM stops a run the way Ctrl-C does: inputs closed, outputs whole, exit 130."""
+    raise KeyboardInterrupt
+
+
 def _diarize(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         check_backend(args.backend)
         check_settings(args.latency, args.window, args.step, args.batch_size)
@@ -124,7 +132,7 @@ def _diarize(args: argparse.Namespace) -> int:
             from streamdiar.session import build_diarizer, load_backend
 
             display = make_progress(args.progress)
-            backend, device_warning = load_backend(args.backend, args.device)
+            backend, device_warning = load_backend(args.backend, args.device, model_source(args))
             # the clustering's small matrices run beside the model's threads: more BLAS threads
             # than cores there slow each re-clustering a hundredfold
             threadpool_limits(1, user_api="blas")
@@ -190,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--jsonl", action="store_true", help="JSON lines on stdout instead of a timeline")
     add("--backend", default="embedded", help="diarization models (default: embedded)")
     add("--device", help="auto, cuda, mps or cpu (default: $STREAMDIAR_DEVICE, else auto)")
+    add_model_flags(diarize)
     low, high = LATENCY_RANGE
     add(
         "--latency",
@@ -227,6 +236,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--ref", type=Path, required=True, metavar="REF.rttm", help="reference turns")
     add("--hyp", type=Path, required=True, metavar="HYP.rttm", help="hypothesis turns")
     add("--uem", type=Path, metavar="UEM", help="regions to score (default: all speech)")
+    add_live_command(commands, common)
+    add_bench_command(commands, common)
+    add_transcript_command(commands, common)
     return parser
 
 
