@@ -21,9 +21,9 @@ from streamdiar.bench import add_bench_command
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
 from streamdiar.live import add_live_command
-from streamdiar.model_flags import add_model_flags, model_source
+from streamdiar.model_flags import add_diarization_flags, model_source
 from streamdiar.progress import PROGRESS_MODES, ProgressDisplay, follow, make_progress, measure
-from streamdiar.settings import LATENCY_RANGE, SettingsError, check_backend, check_settings
+from streamdiar.settings import SettingsError, check_backend, check_settings
 from streamdiar.stream.sinks import JsonlWriter, OutputError, RttmWriter, TimelinePrinter
 from streamdiar.stream.sources import AudioError, AudioInfo, file_blocks, probe
 from streamdiar.transcript_command import add_transcript_command
@@ -196,18 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     add("audio", nargs="+", type=Path, metavar="AUDIO", help="audio files")
     add("--rttm", type=Path, metavar="OUT.rttm", help="also write the turns to this RTTM file")
     add("--jsonl", action="store_true", help="JSON lines on stdout instead of a timeline")
-    add("--backend", default="embedded", help="diarization models (default: embedded)")
-    add("--device", help="auto, cuda, mps or cpu (default: $STREAMDIAR_DEVICE, else auto)")
-    add_model_flags(diarize)
-    low, high = LATENCY_RANGE
-    add(
-        "--latency",
-        type=float,
-        default=2.0,
-        metavar="S",
-        help=f"seconds of audio heard past a moment before it is final, {low:g} to {high:g} "
-        "(default: 2)",
-    )
+    add_diarization_flags(diarize)
     add(
         "--offline",
         action="store_true",

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
-from streamdiar.model_flags import add_model_flags, model_source
-from streamdiar.settings import LATENCY_RANGE, SettingsError, check_backend, check_settings
+from streamdiar.model_flags import add_diarization_flags, model_source
+from streamdiar.settings import SettingsError, check_backend, check_settings
 from streamdiar.stream.microphone import (
     AudioInput,
     Capture,
@@ -191,15 +191,4 @@ def add_live_command(
     add("--speed", type=float, metavar="X", help="replay speed of --simulate (default: 1)")
     add("--rttm", type=Path, metavar="OUT.rttm", help="also write the turns to this RTTM file")
     add("--jsonl", action="store_true", help="JSON lines on stdout instead of the live view")
-    add("--backend", default="embedded", help="diarization models (default: embedded)")
-    add_model_flags(live)
-    add("--device", help="auto, cuda, mps or cpu (default: $STREAMDIAR_DEVICE, else auto)")
-    low, high = LATENCY_RANGE
-    add(
-        "--latency",
-        type=float,
-        default=2.0,
-        metavar="S",
-        help=f"seconds of audio heard past a moment before it is final, {low:g} to {high:g} "
-        "(default: 2)",
-    )
+    add_diarization_flags(live)

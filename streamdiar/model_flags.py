@@ -1,4 +1,5 @@
-"""The command-line flags that say where the pyannote backend's models come from."""
+"""The command-line flags that choose the models, where they come from, the device and the
+latency: shared by every command that diarizes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from streamdiar.core.pyannote_models import ModelSource
+from streamdiar.settings import LATENCY_RANGE
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -27,3 +29,20 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 def model_source(args: argparse.Namespace) -> ModelSource:
     return ModelSource(args.hf_token, args.segmentation, args.embedding, args.random_weights)
+
+
+def add_diarization_flags(parser: argparse.ArgumentParser) -> None:
+    """--backend, --device, the model flags and --latency."""
+    add = parser.add_argument
+    add("--backend", default="embedded", help="diarization models (default: embedded)")
+    add("--device", help="auto, cuda, mps or cpu (default: $STREAMDIAR_DEVICE, else auto)")
+    add_model_flags(parser)
+    low, high = LATENCY_RANGE
+    add(
+        "--latency",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help=f"seconds of audio heard past a moment before it is final, {low:g} to {high:g} "
+        "(default: 2)",
+    )

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, TextIO
 
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
-from streamdiar.model_flags import add_model_flags, model_source
+from streamdiar.model_flags import add_diarization_flags, model_source
 from streamdiar.progress import PROGRESS_MODES, ProgressDisplay, follow, make_progress, measure
-from streamdiar.settings import LATENCY_RANGE, SettingsError, check_backend, check_settings
+from streamdiar.settings import SettingsError, check_backend, check_settings
 from streamdiar.stream.sinks import OutputError, RttmWriter
 from streamdiar.stream.sources import AudioError, AudioInfo, file_blocks, probe
 from streamdiar.transcript.align import DEFAULT_TOLERANCE
@@ -100,18 +100,7 @@ def add_transcript_command(
         help="a word no turn overlaps takes the nearest turn's speaker within S seconds, else "
         f"'unknown' (default: {DEFAULT_TOLERANCE:g})",
     )
-    add("--backend", default="embedded", help="diarization models (default: embedded)")
-    add("--device", help="auto, cuda, mps or cpu (default: $STREAMDIAR_DEVICE, else auto)")
-    add_model_flags(command)
-    low, high = LATENCY_RANGE
-    add(
-        "--latency",
-        type=float,
-        default=2.0,
-        metavar="S",
-        help=f"seconds of audio heard past a moment before it is final, {low:g} to {high:g} "
-        "(default: 2)",
-    )
+    add_diarization_flags(command)
     add(
         "--progress",
         choices=PROGRESS_MODES,
