@@ -5,6 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 import streamdiar
 
@@ -41,3 +42,11 @@ def run_cli() -> RunCli:
         )
 
     return run
+
+
+@pytest.fixture(scope="module")
+def one_blas_thread():
+    """The clustering's small matrices: BLAS threads only cost time, a lot on a busy machine
+    (the CLI limits them the same way)."""
+    with threadpool_limits(limits=1):
+        yield

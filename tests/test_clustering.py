@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from threadpoolctl import threadpool_limits
 
 from streamdiar.core.clustering import OnlineClustering, spectral_labels
 
@@ -14,11 +13,7 @@ DIM = 64
 NOISE = 0.3  # norm of the noise added to a unit direction: cosine to it about 0.95
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    # Small matrices: threads only cost time, and a lot of it on a busy machine.
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def directions(count: int, seed: int = 0) -> np.ndarray:

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from threadpoolctl import threadpool_limits
 
 from streamdiar.core.clustering import Assignment, OnlineClustering
 from streamdiar.core.stitching import Stitcher, speaker_name
@@ -20,11 +19,7 @@ DIM = 32
 EPS = 1e-9
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    # Small matrices: threads only cost time, and a lot of it on a busy machine.
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def directions(count: int, seed: int = 0) -> np.ndarray:
