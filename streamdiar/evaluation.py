@@ -12,6 +12,8 @@ from typing import Any
 from pyannote.core import Annotation, Segment, Timeline
 from pyannote.metrics.diarization import DiarizationErrorRate
 
+from streamdiar.text_files import TextFileError, read_text_file
+
 
 class EvaluationError(Exception):
     """An evaluation input is missing, unreadable or malformed; the message names the file."""
@@ -26,15 +28,9 @@ class EvaluationError(Exception):
 def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of each line that is neither blank nor a `;` comment."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise EvaluationError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise EvaluationError(f"{path}: is a directory, not a file") from None
-    except UnicodeDecodeError:
-        raise EvaluationError(f"{path}: not UTF-8 text") from None
-    except OSError as error:
-        raise EvaluationError(f"{path}: cannot read: {error.strerror}") from None
+        text = read_text_file(path, "a file")
+    except TextFileError as error:
+        raise EvaluationError(str(error)) from None
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if fields and not fields[0].startswith(";"):

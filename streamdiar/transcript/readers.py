@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from streamdiar.text_files import TextFileError, read_text_file
 from streamdiar.transcript.types import Segment, Word
 
 EXPECTED = (
@@ -32,15 +33,9 @@ class TranscriptError(ValueError):
 def read_transcript(path: str | Path) -> list[Segment]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise TranscriptError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise TranscriptError(f"{path}: is a directory, not a transcript") from None
-    except UnicodeDecodeError:
-        raise TranscriptError(f"{path}: not UTF-8 text: {EXPECTED}") from None
-    except OSError as error:
-        raise TranscriptError(f"{path}: cannot read: {error.strerror}") from None
+        text = read_text_file(path, "a transcript", encoding="utf-8-sig", hint=f": {EXPECTED}")
+    except TextFileError as error:
+        raise TranscriptError(str(error)) from None
     return parse_transcript(text, str(path))
 
 
