@@ -22,7 +22,7 @@ from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
 from streamdiar.live import add_live_command
 from streamdiar.model_flags import add_diarization_flags, model_source
-from streamdiar.progress import PROGRESS_MODES, ProgressDisplay, follow, make_progress, measure
+from streamdiar.progress import ProgressDisplay, add_progress_flag, follow, make_progress, measure
 from streamdiar.settings import SettingsError, check_backend, check_settings
 from streamdiar.stream.sinks import JsonlWriter, OutputError, RttmWriter, TimelinePrinter
 from streamdiar.stream.sources import AudioError, AudioInfo, file_blocks, probe
@@ -206,13 +206,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--window", type=float, metavar="S", help="window length (default: the backend's)")
     add("--step", type=float, metavar="S", help="step between windows (default: the backend's)")
     add("--batch-size", type=int, default=32, metavar="N", help="windows per batch (default: 32)")
-    add(
-        "--progress",
-        choices=PROGRESS_MODES,
-        default="auto",
-        help="progress on stderr: a bar (rich), [PROGRESS] lines (plain) or none "
-        "(default: rich on a terminal, plain otherwise)",
-    )
+    add_progress_flag(diarize)
 
     evaluate = commands.add_parser(
         "eval",

@@ -3,6 +3,7 @@ programs that read a subprocess's stderr, or no progress at all."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import time
@@ -18,6 +19,16 @@ if TYPE_CHECKING:  # the pipeline imports torch, which `streamdiar --help` shoul
     from streamdiar.stream.pipeline import PipelineStats
 
 PROGRESS_MODES = ("auto", "rich", "plain", "none")
+
+
+def add_progress_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        choices=PROGRESS_MODES,
+        default="auto",
+        help="progress on stderr: a bar (rich), [PROGRESS] lines (plain) or none "
+        "(default: rich on a terminal, plain otherwise)",
+    )
 
 
 def _speakers(count: int) -> str:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
 from streamdiar.model_flags import add_diarization_flags, model_source
-from streamdiar.progress import PROGRESS_MODES, ProgressDisplay, follow, make_progress, measure
+from streamdiar.progress import ProgressDisplay, add_progress_flag, follow, make_progress, measure
 from streamdiar.settings import SettingsError, check_backend, check_settings
 from streamdiar.stream.sinks import OutputError, RttmWriter
 from streamdiar.stream.sources import AudioError, AudioInfo, file_blocks, probe
@@ -101,12 +101,7 @@ def add_transcript_command(
         f"'unknown' (default: {DEFAULT_TOLERANCE:g})",
     )
     add_diarization_flags(command)
-    add(
-        "--progress",
-        choices=PROGRESS_MODES,
-        default="auto",
-        help="progress on stderr: rich, plain ([PROGRESS] lines) or none (default: auto)",
-    )
+    add_progress_flag(command)
 
 
 def _transcript(args: argparse.Namespace) -> int:
