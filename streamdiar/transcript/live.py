@@ -10,17 +10,25 @@ never relabelled.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+import asyncio
+import warnings
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 import numpy as np
 
 from streamdiar.core.types import Turn
+from streamdiar.stream.tee import Tee
 from streamdiar.transcript.align import DEFAULT_TOLERANCE, TurnIndex, label_segment
 from streamdiar.transcript.types import LabelledSegment, Segment
 
 
 _EPSILON = 1e-6  # s: a turn starting exactly `tolerance` after a segment counts as near it
+COMMIT_POLL_SECONDS = 0.1
+
+# How far the diarization is final, and the final part of the turns still open (see commit)
+Progress = Callable[[], tuple[float, Sequence[Turn]]]
 
 
 class Transcriber(Protocol):
@@ -92,3 +100,91 @@ async def transcribe_into(
     async for segment in transcriber.transcribe(blocks):
         for labelled in aligner.push_segment(segment):
             yield labelled
+
+
+class LiveTranscription:
+    """A Transcriber run beside a live diarizer on a tee of its audio: each of its segments,
+    labelled with the diarizer's turns, goes to `on_segment` as soon as both cover it.
+
+    The transcriber gets its own queue of up to `max_behind_seconds` of audio, so that it
+    never holds back capture or the diarizer; beyond that its oldest audio is dropped (see
+    Tee) and counted in `dropped_seconds`.
+    """
+
+    def __init__(
+        self,
+        transcriber: Transcriber,
+        on_segment: Callable[[LabelledSegment], None],
+        tolerance: float = DEFAULT_TOLERANCE,
+        max_behind_seconds: float = 30.0,
+    ) -> None:
+        self.aligner = LiveAligner(tolerance)
+        self.released = 0  # labelled segments handed to on_segment
+        self.failure: str | None = None  # why the transcriber stopped early, if it did
+        self._transcriber = transcriber
+        self._on_segment = on_segment
+        self._max_behind = max_behind_seconds
+        self._tee: Tee | None = None
+
+    @property
+    def dropped_seconds(self) -> float:
+        """Audio the transcriber was too slow to take."""
+        return 0.0 if self._tee is None else self._tee.dropped_seconds
+
+    def describe(self) -> str:
+        """Labelled segments so far, audio the transcriber missed, why it stopped if it did."""
+        line = (
+            f"{self.released} transcript segment{'' if self.released == 1 else 's'}, "
+            f"{self.dropped_seconds:.1f} s not transcribed"
+        )
+        if self.failure is not None:
+            line += f" (transcription stopped: {self.failure})"
+        return line
+
+    def push_turn(self, turn: Turn) -> None:
+        """A turn the diarizer committed."""
+        self._release(self.aligner.push_turn(turn))
+
+    @asynccontextmanager
+    async def beside(
+        self, blocks: AsyncIterable[np.ndarray], progress: Progress
+    ) -> AsyncIterator[AsyncIterator[np.ndarray]]:
+        """Gives the blocks for the diarizer, and transcribes a tee of them until the context
+        ends; `progress` is polled for the diarizer's commits. Ending without an error waits
+        for the transcriber to finish the audio it got, then labels every pending segment:
+        push the last turns (the diarizer's flush) before."""
+        tee = self._tee = Tee(blocks, self._max_behind)
+        tasks = [
+            asyncio.create_task(self._transcribe(tee.side())),
+            asyncio.create_task(self._follow(progress)),
+        ]
+        try:
+            yield tee.main()
+            tee.close()
+            await tasks[0]
+        finally:
+            tee.close()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._release(self.aligner.commit(*progress()))
+        self._release(self.aligner.finish())
+
+    async def _transcribe(self, blocks: AsyncIterable[np.ndarray]) -> None:
+        try:
+            async for labelled in transcribe_into(self.aligner, self._transcriber, blocks):
+                self._release([labelled])
+        except Exception as error:  # whatever a transcriber raises: the diarization goes on
+            said = str(error).strip()
+            self.failure = said.splitlines()[0] if said else type(error).__name__
+            warnings.warn(f"transcription stopped: {self.failure}", stacklevel=1)
+
+    async def _follow(self, progress: Progress) -> None:
+        while True:
+            self._release(self.aligner.commit(*progress()))
+            await asyncio.sleep(COMMIT_POLL_SECONDS)
+
+    def _release(self, labelled: list[LabelledSegment]) -> None:
+        for segment in labelled:
+            self.released += 1
+            self._on_segment(segment)
