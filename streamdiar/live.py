@@ -1,5 +1,6 @@
 """`streamdiar live`: who speaks now on a microphone (or a file replayed as one), and the whole
-session as RTTM/JSON lines once Ctrl-C or SIGTERM ends it.
+session as RTTM/JSON lines once Ctrl-C or SIGTERM ends it. With --transcribe, a transcriber
+runs beside the diarizer on the same audio and its text comes out labelled with speakers.
 
 Nothing here imports torch at module level: `streamdiar.cli` imports this module before it
 sets the environment torch and pyannote read when imported.
@@ -13,9 +14,9 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
@@ -31,6 +32,10 @@ from streamdiar.stream.microphone import (
 )
 from streamdiar.stream.sinks import JsonlWriter, OutputError, RttmWriter
 from streamdiar.stream.sources import AudioError
+from streamdiar.transcript.live import LiveTranscription, Transcriber
+from streamdiar.transcript.types import LabelledSegment
+from streamdiar.transcript.whisper import WhisperError, prepare_whisper
+from streamdiar.transcript.writers import FORMATS, TranscriptWriter, format_of
 
 if TYPE_CHECKING:
     from streamdiar.core.backend import Backend
@@ -41,6 +46,10 @@ if TYPE_CHECKING:
 # it keeps up, and a backlog (a busy CPU, a slow device) as one batch, which costs a fraction
 # per window; a longer queue would only hide a backlog that capture should drop instead.
 LIVE_QUEUE_WINDOWS = 8
+
+# (model, language or None) -> a loader of the transcriber on the diarizer's device type;
+# both steps raise WhisperError, the first before any audio or model is touched
+TranscriberPreparer = Callable[[str, str | None], Callable[[str], Transcriber]]
 
 
 def build_live_diarizer(backend: Backend, latency: float) -> StreamingDiarizer:
@@ -57,15 +66,20 @@ async def run_live(
     diarizer: StreamingDiarizer,
     on_turn: Callable[[Turn], None],
     view: LiveView | None = None,
+    transcription: LiveTranscription | None = None,
 ) -> dict[str, float]:
     """Diarizes what `capture` hears until its input ends or SIGINT/SIGTERM stops it; the
-    audio captured by then is diarized and flushed. Returns the talk time (s) per speaker."""
+    audio captured by then is diarized and flushed, and `transcription` (if any) finishes
+    what it got. Returns the talk time (s) per speaker."""
     loop = asyncio.get_running_loop()
     talk: dict[str, float] = {}
+    stitcher = diarizer.stitcher
 
     def count_and_pass(turn: Turn) -> None:
         talk[turn.speaker] = talk.get(turn.speaker, 0.0) + turn.duration
         on_turn(turn)
+        if transcription is not None:
+            transcription.push_turn(turn)
 
     stop_signals = (signal.SIGINT, signal.SIGTERM)
     for number in stop_signals:
@@ -73,7 +87,15 @@ async def run_live(
     refresh = asyncio.create_task(view.run()) if view is not None else None
     try:
         capture.start()
-        await diarizer.run(capture.blocks(), count_and_pass)
+        async with AsyncExitStack() as context:
+            blocks = capture.blocks()
+            if transcription is not None:
+                blocks = await context.enter_async_context(
+                    transcription.beside(
+                        blocks, lambda: (stitcher.committed_until, stitcher.open_turns())
+                    )
+                )
+            await diarizer.run(blocks, count_and_pass)
     finally:
         capture.stop()
         for number in stop_signals:
@@ -84,14 +106,19 @@ async def run_live(
     return dict(sorted(talk.items()))
 
 
-def summary(capture: Capture, talk: dict[str, float]) -> str:
-    """One line: audio captured and lost, then each speaker's talk time."""
+def summary(
+    capture: Capture, talk: dict[str, float], transcription: LiveTranscription | None = None
+) -> str:
+    """One line: audio captured and lost, each speaker's talk time, then what was transcribed."""
     speakers = ", ".join(f"{speaker} {seconds:.1f} s" for speaker, seconds in talk.items())
-    return (
+    line = (
         f"{capture.source.name}: {capture.stats.captured_seconds:.1f} s captured, "
         f"{capture.stats.describe_losses()}; {len(talk)} speaker{'' if len(talk) == 1 else 's'}"
         + (f": {speakers}" if talk else "")
     )
+    if transcription is not None:
+        line += f"; {transcription.describe()}"
+    return line
 
 
 def _say(text: str) -> None:
@@ -118,17 +145,66 @@ def _source(args: argparse.Namespace) -> AudioInput:
     return Microphone(args.input_device)
 
 
-def _live(args: argparse.Namespace) -> int:
+def _transcriber_setup(
+    args: argparse.Namespace, prepare: TranscriberPreparer
+) -> tuple[Callable[[str], Transcriber] | None, str | None]:
+    """The --transcribe loader (faster-whisper checked now) and the --transcript format."""
+    if args.transcribe is None:
+        if args.transcript is not None or args.language is not None:
+            raise UserError("--transcript and --language need --transcribe MODEL")
+        return None, None
+    try:
+        kind = None if args.transcript is None else format_of(args.transcript)
+    except ValueError:
+        suffixes = ", ".join(f".{kind}" for kind in FORMATS[:-1]) + f" or .{FORMATS[-1]}"
+        raise UserError(f"--transcript {args.transcript}: name it {suffixes}") from None
+    return prepare(args.transcribe, args.language), kind
+
+
+def _opened(path: Path) -> TextIO:
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror}") from None
+
+
+def _segment_event(uri: str, segment: LabelledSegment) -> dict[str, Any]:
+    """A labelled segment as a JSON-lines event beside the turns."""
+    event: dict[str, Any] = {
+        "event": "segment",
+        "uri": uri,
+        "start": round(segment.start, 3),
+        "end": round(segment.end, 3),
+        "speaker": segment.speaker,
+        "text": segment.text,
+    }
+    if segment.words:
+        event["words"] = [
+            {"word": w.word.text, "start": round(w.word.start, 3), "end": round(w.word.end, 3),
+             "speaker": w.speaker}
+            for w in segment.words
+        ]  # fmt: skip
+    return event
+
+
+def _live(args: argparse.Namespace, prepare: TranscriberPreparer = prepare_whisper) -> int:
+    """The live command. `prepare` gives the --transcribe transcriber (tests pass a fake)."""
     try:
         if args.list_devices:
             return _list_devices()
         check_backend(args.backend)
         check_settings(args.latency, None, None, 1)
+        load_transcriber, transcript_kind = _transcriber_setup(args, prepare)
         source = _source(args)  # a missing device or file is reported before models load
         with ExitStack() as outputs:
             writers: list[RttmWriter | JsonlWriter | LiveView] = []
             if args.rttm is not None:
                 writers.append(outputs.enter_context(RttmWriter(args.rttm)))
+            transcript = None
+            if transcript_kind is not None:
+                transcript = TranscriptWriter(
+                    outputs.enter_context(_opened(args.transcript)), transcript_kind
+                )
             # imported here: torch takes seconds to import, which --help and input errors skip
             from threadpoolctl import threadpool_limits
 
@@ -141,10 +217,25 @@ def _live(args: argparse.Namespace) -> int:
             if device_warning:
                 warnings.warn(device_warning, stacklevel=1)
             _say(f"using device {backend.device.type}")
+            transcription = None
+            if load_transcriber is not None:
+                transcriber = load_transcriber(backend.device.type)
+                _say(f"transcribing with {args.transcribe}")
+
+                def on_segment(segment: LabelledSegment) -> None:  # runs once `view` is set
+                    if transcript is not None:
+                        transcript.write(segment)
+                    if view is None:
+                        jsonl.write_event(_segment_event(source.name, segment))
+                    else:
+                        view.write_segment(segment)
+
+                transcription = LiveTranscription(transcriber, on_segment)
             diarizer = build_live_diarizer(backend, args.latency)
             capture = Capture(source)
-            view = None if args.jsonl else LiveView(capture, diarizer)
-            writers.append(JsonlWriter() if view is None else view)
+            view = None if args.jsonl else LiveView(capture, diarizer, transcription=transcription)
+            jsonl = JsonlWriter()
+            writers.append(jsonl if view is None else view)
 
             def on_turn(turn: Turn) -> None:
                 for writer in writers:
@@ -154,10 +245,12 @@ def _live(args: argparse.Namespace) -> int:
                 f"listening to {source.name} ({source.samplerate} Hz, {source.channels} ch); "
                 "Ctrl-C stops"
             )
-            talk = asyncio.run(run_live(capture, diarizer, on_turn, view))
-    except (AudioError, MicrophoneError, OutputError, SettingsError) as error:
+            talk = asyncio.run(run_live(capture, diarizer, on_turn, view, transcription))
+            if transcript is not None:
+                transcript.close()
+    except (AudioError, MicrophoneError, OutputError, SettingsError, WhisperError) as error:
         raise UserError(str(error)) from error
-    _say(summary(capture, talk))
+    _say(summary(capture, talk, transcription))
     return 0
 
 
@@ -191,4 +284,17 @@ def add_live_command(
     add("--speed", type=float, metavar="X", help="replay speed of --simulate (default: 1)")
     add("--rttm", type=Path, metavar="OUT.rttm", help="also write the turns to this RTTM file")
     add("--jsonl", action="store_true", help="JSON lines on stdout instead of the live view")
+    add(
+        "--transcribe",
+        metavar="MODEL",
+        help="also transcribe with faster-whisper (if installed) and show who said what: a model "
+        "already on this machine (tiny, base, small, ... or a model directory)",
+    )
+    add("--language", metavar="CODE", help="with --transcribe: the language (default: detected)")
+    add(
+        "--transcript",
+        type=Path,
+        metavar="OUT",
+        help="with --transcribe: also write the labelled text to OUT.srt, .vtt, .json, .txt or .md",
+    )
     add_diarization_flags(live)

@@ -1,6 +1,7 @@
-"""The terminal view of `streamdiar live`: who speaks now, the last turns, elapsed time, the lag
-of diarization behind capture and the audio lost, redrawn four times a second. When stdout is
-not a terminal, turns are printed as lines and the status every few seconds instead."""
+"""The terminal view of `streamdiar live`: who speaks now, the last turns (and with --transcribe
+the last labelled lines of text), elapsed time, the lag of diarization behind capture and the
+audio lost, redrawn four times a second. When stdout is not a terminal, turns and labelled text
+are printed as lines and the status every few seconds instead."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from streamdiar.core.types import Turn
 from streamdiar.stream.microphone import Capture
 from streamdiar.stream.pipeline import StreamingDiarizer
 from streamdiar.stream.sinks import TimelinePrinter
+from streamdiar.transcript.live import LiveTranscription
+from streamdiar.transcript.types import LabelledSegment
 
 REFRESH_SECONDS = 0.25
 
@@ -31,11 +34,15 @@ class LiveView:
         console: Console | None = None,
         last_turns: int = 8,
         plain_status_seconds: float = 5.0,
+        transcription: LiveTranscription | None = None,
+        last_lines: int = 6,
     ) -> None:
         self._capture = capture
         self._diarizer = diarizer
+        self._transcription = transcription
         self._console = console if console is not None else Console()
         self._turns: deque[Turn] = deque(maxlen=last_turns)
+        self._lines: deque[LabelledSegment] = deque(maxlen=last_lines)
         self._printer = None if self._console.is_terminal else TimelinePrinter(self._console)
         self._plain_status_seconds = plain_status_seconds
 
@@ -45,6 +52,18 @@ class LiveView:
         else:
             self._turns.append(turn)
 
+    def write_segment(self, segment: LabelledSegment) -> None:
+        """A labelled piece of transcript."""
+        if self._printer is not None:
+            self._console.print(
+                f"{segment.start:7.2f} → {segment.end:7.2f}  {segment.speaker}: {segment.text}",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
+        else:
+            self._lines.append(segment)
+
     def status(self) -> str:
         capture = self._capture.stats
         started = self._capture.started_at
@@ -52,11 +71,14 @@ class LiveView:
         # audio captured and kept that is not final yet: the latency plus any backlog
         kept = capture.captured_seconds - capture.dropped_seconds
         lag = max(0.0, kept - self._diarizer.stats.committed_seconds)
-        return (
+        line = (
             f"elapsed {elapsed:.1f} s, captured {capture.captured_seconds:.1f} s, "
             f"lag {lag:.1f} s (latency {self._diarizer.stitcher.latency:g} s), "
             f"{capture.describe_losses()}"
         )
+        if self._transcription is not None:
+            line += f"; {self._transcription.describe()}"
+        return line
 
     def render(self) -> RenderableType:
         speaking = self._diarizer.stitcher.open_speakers()
@@ -69,7 +91,11 @@ class LiveView:
         turns.add_column("speaker")
         for turn in self._turns:
             turns.add_row(f"{turn.start:.2f}", f"{turn.end:.2f}", turn.speaker)
-        return Group(now, turns, Text(self.status(), style="dim"))
+        lines = [
+            Text.assemble((f"{segment.speaker}: ", "bold"), segment.text)
+            for segment in self._lines
+        ]
+        return Group(now, turns, *lines, Text(self.status(), style="dim"))
 
     async def run(self) -> None:
         """Keeps the view up to date until cancelled."""
