@@ -56,7 +56,7 @@ class LiveView:
         """A labelled piece of transcript."""
         if self._printer is not None:
             self._console.print(
-                f"{segment.start:7.2f} → {segment.end:7.2f}  {segment.speaker}: {segment.text}",
+                f"{segment.start:7.2f} → {segment.end:6.2f}  {segment.speaker}: {segment.text}",
                 soft_wrap=True,
                 markup=False,
                 highlight=False,

@@ -245,7 +245,7 @@ def test_live_view_shows_labelled_text(backend, shared_data):
             assert "SPEAKER_00: Hello?" in screen.getvalue()
             assert "0 transcript segments, 0.0 s not transcribed" in screen.getvalue()
         else:
-            assert screen.getvalue() == "   6.68 →    7.16  SPEAKER_00: Hello?\n"
+            assert screen.getvalue() == "   6.68 →   7.16  SPEAKER_00: Hello?\n"
 
 
 class BurstModel:
