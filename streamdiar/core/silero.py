@@ -32,7 +32,9 @@ class SileroVad(nn.Module):
     @classmethod
     def pretrained(cls) -> "SileroVad":
         """The 16 kHz weights of the JIT model that `silero-vad` loads by default, in eval mode."""
+        threads = torch.get_num_threads()
         path = resources.files("silero_vad.data").joinpath("silero_vad.jit")
+        torch.set_num_threads(threads)  # importing silero_vad sets it to 1 for everyone
         packaged = torch.jit.load(str(path), map_location="cpu")._model.state_dict()
         renames = {
             "stft.forward_basis_buffer": "stft_conv.weight",
