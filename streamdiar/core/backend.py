@@ -6,6 +6,7 @@ from typing import Protocol
 
 import torch
 
+from streamdiar.core.timing import StageClock
 from streamdiar.core.types import LocalSpeakers
 
 
@@ -17,7 +18,9 @@ class Backend(Protocol):
     window_step: float  # default step (s) between windows
     max_local_speakers: int
     speech_threshold: float  # stitcher's threshold on averaged activity
+    eigen_threshold: float  # the clustering's, for this backend's speaker vectors
     frame_step: float  # seconds between activity frames, the resolution of the timeline
+    clock: StageClock  # compute time of "segmentation" and "embedding" so far
 
     @property
     def device(self) -> torch.device: ...

@@ -10,6 +10,7 @@ from torch import nn
 from torchaudio.transforms import MelSpectrogram
 
 from streamdiar.core.silero import FRAME_SAMPLES, SileroVad
+from streamdiar.core.timing import StageClock
 from streamdiar.core.types import SAMPLE_RATE, LocalSpeakers
 
 MEL_HOP = 160  # 10 ms, as the encoder was trained
@@ -27,7 +28,8 @@ class EmbeddedBackend:
 
     name = "embedded"
     window_duration = 2.0
-    window_step = 0.25
+    window_step = 0.4
+    eigen_threshold = 0.3  # for the clustering, in GE2E's cosine space
     speech_threshold = 0.2  # on the VAD probability averaged over overlapping windows
     max_local_speakers = 1
     frame_step = FRAME_SAMPLES / SAMPLE_RATE
@@ -47,6 +49,7 @@ class EmbeddedBackend:
             pad_mode="constant",
         )
         self._device = torch.device("cpu")
+        self.clock = StageClock()
 
     @property
     def device(self) -> torch.device:
@@ -62,8 +65,10 @@ class EmbeddedBackend:
     @torch.inference_mode()
     def infer(self, waveforms: torch.Tensor) -> list[LocalSpeakers]:
         waveforms = waveforms.to(self._device, torch.float32)  # (batch, samples)
-        speech = self.vad(self._level(waveforms))  # (batch, frames)
-        embeddings, active = self._embed(waveforms, speech > self.embed_threshold)
+        with self.clock.stage("segmentation", self._device):
+            speech = self.vad(self._level(waveforms))  # (batch, frames)
+        with self.clock.stage("embedding", self._device):
+            embeddings, active = self._embed(waveforms, speech > self.embed_threshold)
         activity = speech.unsqueeze(-1).cpu().numpy()  # (batch, frames, 1)
         embeddings = embeddings.cpu().numpy()  # (batch, 1, dim)
         active = active.cpu().numpy()  # (batch, 1)

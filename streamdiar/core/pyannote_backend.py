@@ -19,6 +19,7 @@ from pyannote.audio import Model
 from pyannote.audio.models.embedding import WeSpeakerResNet34
 from pyannote.audio.utils.powerset import Powerset
 
+from streamdiar.core.timing import StageClock
 from streamdiar.core.types import LocalSpeakers
 
 # The smallest input (samples) the WeSpeaker ResNet34 pools over, as pyannote.audio finds it
@@ -38,6 +39,7 @@ class PyannoteBackend:
     name = "pyannote"
     window_duration = 5.0
     window_step = 0.5
+    eigen_threshold = 0.2  # for the clustering, in WeSpeaker's cosine space
     speech_threshold = 0.5  # on the 0/1 activity averaged over overlapping windows
     max_local_speakers = 3
 
@@ -51,6 +53,7 @@ class PyannoteBackend:
         self.max_local_speakers = len(specifications.classes)
         self.frame_step = segmentation.receptive_field.step
         self._device = torch.device("cpu")
+        self.clock = StageClock()
         if random_weights:
             warnings.warn(
                 "the pyannote models have random weights: speaker labels and times mean "
@@ -71,8 +74,10 @@ class PyannoteBackend:
     @torch.inference_mode()
     def infer(self, waveforms: torch.Tensor) -> list[LocalSpeakers]:
         waveforms = waveforms.to(self._device, torch.float32).unsqueeze(1)  # (batch, 1, samples)
-        activity = self.activity(waveforms)  # (batch, frames, K)
-        embeddings, active = self.speaker_embeddings(waveforms, activity)
+        with self.clock.stage("segmentation", self._device):
+            activity = self.activity(waveforms)  # (batch, frames, K)
+        with self.clock.stage("embedding", self._device):
+            embeddings, active = self.speaker_embeddings(waveforms, activity)
         activity = activity.cpu().numpy()
         embeddings = embeddings.cpu().numpy()  # (batch, K, dim)
         active = active.cpu().numpy()  # (batch, K)

@@ -1,0 +1,38 @@
+"""Compute time per stage of a backend (segmentation, embedding), for benchmarks and progress.
+
+Accelerators run queued work asynchronously: the clock is read only after the device has
+finished what the stage queued, or the time of one stage would be billed to the next.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+class StageClock:
+    """Seconds spent in each named stage, summed over calls."""
+
+    def __init__(self) -> None:
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def stage(self, name: str, device: torch.device) -> Iterator[None]:
+        synchronize(device)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            synchronize(device)
+            self.seconds[name] += time.perf_counter() - started
