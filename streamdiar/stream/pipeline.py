@@ -1,8 +1,9 @@
 """The streaming pipeline: blocks -> windows -> batched inference -> stitcher -> turns.
 
-Decoding and windowing run as one task, inference and stitching as another, joined by a
-bounded queue so that a slow model holds back decoding instead of piling up windows.
-Inference runs in a worker thread so that the event loop keeps decoding meanwhile.
+Three stages run concurrently: decoding and windowing, inference, stitching. Bounded queues
+join them, so that a slow stage holds back the ones before it instead of letting windows or
+results pile up. Inference runs in a worker thread, so that the event loop decodes and
+stitches while the model computes the next batch.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import torch
 
 from streamdiar.core.backend import Backend
 from streamdiar.core.stitching import Stitcher
-from streamdiar.core.types import SAMPLE_RATE, Turn, Window
+from streamdiar.core.types import SAMPLE_RATE, LocalSpeakers, Turn, Window
 from streamdiar.stream.windows import Windower, windows
 
 TurnCallback = Callable[[Turn], None]
+Inferred = tuple[list[Window], list[LocalSpeakers]]  # a batch of windows and their results
 
 
 @dataclass
@@ -29,6 +31,7 @@ class PipelineStats:
     """What a run has done so far, for progress displays and benchmarks."""
 
     audio_seconds: float = 0.0  # audio decoded
+    decode_seconds: float = 0.0  # waiting for the source's blocks
     committed_seconds: float = 0.0  # timeline final up to here
     windows: int = 0
     batches: int = 0
@@ -65,44 +68,70 @@ class StreamingDiarizer:
         self.stats = PipelineStats()
 
     async def run(self, blocks: AsyncIterable[np.ndarray], on_turn: TurnCallback) -> PipelineStats:
-        queue: asyncio.Queue[Window | None] = asyncio.Queue(self.queue_windows)
-        producer = asyncio.create_task(self._produce(blocks, queue))
+        windows_queue: asyncio.Queue[Window | None] = asyncio.Queue(self.queue_windows)
+        # results of at most two batches wait for the stitcher
+        results_queue: asyncio.Queue[Inferred | None] = asyncio.Queue(2)
+        stages = [
+            asyncio.create_task(self._produce(blocks, windows_queue)),
+            asyncio.create_task(self._infer_all(windows_queue, results_queue)),
+        ]
         try:
-            await self._consume(queue, on_turn)
-            await producer
+            await self._stitch_all(results_queue, on_turn)
+            await asyncio.gather(*stages)
         finally:
-            if not producer.done():
-                producer.cancel()
-                await asyncio.gather(producer, return_exceptions=True)
+            for stage in stages:
+                stage.cancel()
+            await asyncio.gather(*stages, return_exceptions=True)
         return self.stats
 
     async def _produce(self, blocks: AsyncIterable[np.ndarray], queue: asyncio.Queue) -> None:
+        # The end of the stream, or an error, is passed on as None: the stages after this one
+        # still finish and flush what came before, then `run` raises the error.
         try:
             async for window in windows(self._counted(blocks), Windower(self.window_duration, self.window_step)):
                 await queue.put(window)
-        finally:
+        except Exception:
             await queue.put(None)
+            raise
+        await queue.put(None)
 
     async def _counted(self, blocks: AsyncIterable[np.ndarray]) -> AsyncIterable[np.ndarray]:
-        async for block in blocks:
+        iterator = aiter(blocks)
+        while True:
+            started = time.perf_counter()
+            try:
+                block = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            finally:
+                self.stats.decode_seconds += time.perf_counter() - started
             self.stats.audio_seconds += len(block) / SAMPLE_RATE
             yield block
 
-    async def _consume(self, queue: asyncio.Queue, on_turn: TurnCallback) -> None:
-        finished = False
-        while not finished:
-            batch = [await queue.get()]
-            while batch[-1] is not None and len(batch) < self.batch_size and not queue.empty():
-                batch.append(queue.get_nowait())
-            if batch[-1] is None:
-                finished = True
-                batch.pop()
-            if batch:
-                results = await asyncio.to_thread(self._infer, batch)
-                self._stitch(batch, results, on_turn)
+    async def _infer_all(self, windows_queue: asyncio.Queue, results_queue: asyncio.Queue) -> None:
+        """Batches of the windows waiting (at most batch_size), through the model."""
+        try:
+            finished = False
+            while not finished:
+                batch = [await windows_queue.get()]
+                while batch[-1] is not None and len(batch) < self.batch_size and not windows_queue.empty():
+                    batch.append(windows_queue.get_nowait())
+                if batch[-1] is None:
+                    finished = True
+                    batch.pop()
+                if batch:
+                    await results_queue.put((batch, await asyncio.to_thread(self._infer, batch)))
+        except Exception:
+            await results_queue.put(None)
+            raise
+        await results_queue.put(None)
+
+    async def _stitch_all(self, results_queue: asyncio.Queue, on_turn: TurnCallback) -> None:
+        while (inferred := await results_queue.get()) is not None:
+            self._stitch(*inferred, on_turn)
         self._emit(self.stitcher.flush(), on_turn)
 
-    def _infer(self, batch: list[Window]) -> list:
+    def _infer(self, batch: list[Window]) -> list[LocalSpeakers]:
         waveforms = torch.from_numpy(np.stack([w.samples for w in batch]))  # (batch, samples)
         started = time.perf_counter()
         results = self._infer_or_fall_back(waveforms)
@@ -139,7 +168,7 @@ class StreamingDiarizer:
         warnings.warn(message, stacklevel=1)
         self.stats.fallbacks.append(message)
 
-    def _stitch(self, batch: list[Window], results: list, on_turn: TurnCallback) -> None:
+    def _stitch(self, batch: list[Window], results: list[LocalSpeakers], on_turn: TurnCallback) -> None:
         started = time.perf_counter()
         for window, local in zip(batch, results):
             self._emit(self.stitcher.push(window.index, window.start, window.valid_end, local), on_turn)
