@@ -87,7 +87,7 @@ def build_diarizer(
     step = backend.window_step if step is None else step
     check_settings(latency, window, step, batch_size)
     stitcher = Stitcher(
-        OnlineClustering(),
+        OnlineClustering.for_step(step, eigen_threshold=backend.eigen_threshold),
         backend.frame_step,
         latency=latency,
         max_speakers_per_frame=backend.max_local_speakers,

@@ -1,8 +1,9 @@
 """Incremental clustering of local speakers into global speakers.
 
-Every new window re-clusters a bounded buffer of recent speaker vectors with spectral
-clustering (number of speakers from the eigenvalues of the affinity's Laplacian), then maps the
-clusters onto the global labels the buffer already carried, so that labels stay stable.
+Every few windows, a bounded buffer of recent speaker vectors is re-clustered with spectral
+clustering (number of speakers from the eigenvalues of the affinity's Laplacian), and the
+clusters are mapped onto the global labels the buffer already carried, so that labels stay
+stable. Windows in between take the nearest speaker of the last re-clustering.
 Speakers who left the buffer live on as one running sum each; a cluster that matches none of
 the buffer's labels but lies close to such a sum gets that old label back.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans
+from scipy.cluster.vq import ClusterError, kmeans2
 
 LocalKey = tuple[int, int]  # (window index, local speaker)
 
@@ -51,8 +52,21 @@ def spectral_labels(
     k = int(np.clip(np.sum(values < eigen_threshold), 1, min(max_speakers, n)))
     if k == 1:
         return np.zeros(n, dtype=int)
-    embedding = _normalize(vectors_[:, :k])
-    return KMeans(n_clusters=k, n_init=5, random_state=0).fit_predict(embedding)
+    return _kmeans(_normalize(vectors_[:, :k]), k)
+
+
+def _kmeans(points: np.ndarray, k: int, inits: int = 5) -> np.ndarray:
+    """Labels (n,) of the best of `inits` seeded k-means++ runs on points (n, k)."""
+    best, best_inertia = np.zeros(len(points), dtype=int), np.inf
+    for seed in range(inits):
+        try:
+            centroids, labels = kmeans2(points, k, minit="++", seed=seed, missing="raise")
+        except ClusterError:  # a cluster came out empty: this start failed
+            continue
+        inertia = float(((points - centroids[labels]) ** 2).sum())
+        if inertia < best_inertia:
+            best, best_inertia = labels, inertia
+    return best
 
 
 @dataclass
@@ -81,6 +95,7 @@ class OnlineClustering:
         return_distance: float = 0.25,
         merge_distance: float = 0.1,
         max_speakers: int = 20,
+        recluster_every: int = 1,
     ) -> None:
         self.buffer_size = buffer_size
         self.eigen_threshold = eigen_threshold
@@ -88,10 +103,24 @@ class OnlineClustering:
         self.return_distance = return_distance
         self.merge_distance = merge_distance
         self.max_speakers = max_speakers
+        self.recluster_every = recluster_every
+        self._since_recluster = 0  # windows assigned since the buffer was last re-clustered
+        self._centroids: dict[int, np.ndarray] = {}  # label -> (dim,) unit centroid in the buffer
         self._keys: deque[LocalKey] = deque()
         self._vectors: deque[np.ndarray] = deque()  # (dim,) unit vectors, aligned with _keys
         self._labels: dict[LocalKey, int] = {}  # current label of each buffered key
         self._sums: dict[int, np.ndarray] = {}  # label -> (dim,) sum of vectors that left
+
+    @classmethod
+    def for_step(cls, step: float, **settings: float) -> "OnlineClustering":
+        """Settings counted in vectors, for windows `step` s apart: a buffer of the last 30 s,
+        1.5 s of evidence for a new speaker, and a re-clustering every 1.2 s."""
+        return cls(
+            buffer_size=max(8, round(30.0 / step)),
+            min_evidence=max(2, round(1.5 / step)),
+            recluster_every=max(1, round(1.2 / step)),
+            **settings,
+        )
 
     @property
     def num_speakers(self) -> int:
@@ -106,10 +135,19 @@ class OnlineClustering:
         local = np.flatnonzero(active)
         if len(local) == 0:
             return Assignment(labels)
-        for k, vector in zip(local, _normalize(embeddings[local].astype(np.float64))):
+        vectors = _normalize(embeddings[local].astype(np.float64))  # (active, dim)
+        for k, vector in zip(local, vectors):
             self._remember((window_index, int(k)), vector)
+        self._since_recluster += 1
+        if self._since_recluster < self.recluster_every and self._centroids:
+            labels[local] = self._nearest(vectors)
+            for k, label in zip(local, labels[local]):
+                self._labels[(window_index, int(k))] = int(label)
+            return Assignment(labels)
+        self._since_recluster = 0
         previous = dict(self._labels)
         self._labels = self._recluster()
+        self._centroids = self._buffer_centroids()
         for k in local:
             labels[k] = self._labels[(window_index, int(k))]
         relabels = {
@@ -118,6 +156,25 @@ class OnlineClustering:
             if key[0] != window_index and previous.get(key) != label
         }
         return Assignment(labels, relabels)
+
+    def _nearest(self, vectors: np.ndarray) -> np.ndarray:
+        """Labels (active,) of the closest buffer centroids for unit vectors (active, dim),
+        one speaker each (cannot-link); -1 for vectors left without one. Used between two
+        re-clusterings, which may relabel them."""
+        known = sorted(self._centroids)
+        similarity = vectors @ np.stack([self._centroids[label] for label in known]).T
+        labels = np.full(len(vectors), -1, dtype=int)
+        rows, cols = linear_sum_assignment(-similarity)
+        labels[rows] = np.asarray(known)[cols]
+        return labels
+
+    def _buffer_centroids(self) -> dict[int, np.ndarray]:
+        sums: dict[int, np.ndarray] = {}
+        for key, vector in zip(self._keys, self._vectors):
+            label = self._labels[key]
+            if label >= 0:
+                sums[label] = sums.get(label, 0.0) + vector
+        return {label: _normalize(total) for label, total in sums.items()}
 
     def _remember(self, key: LocalKey, vector: np.ndarray) -> None:
         self._keys.append(key)
