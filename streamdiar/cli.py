@@ -26,6 +26,7 @@ from streamdiar.progress import ProgressDisplay, add_progress_flag, follow, make
 from streamdiar.settings import SettingsError, check_backend, check_settings
 from streamdiar.stream.sinks import JsonlWriter, OutputError, RttmWriter, TimelinePrinter
 from streamdiar.stream.sources import AudioError, AudioInfo, file_blocks, probe
+from streamdiar.synthetic import add_generate_command
 from streamdiar.transcript_command import add_transcript_command
 
 if TYPE_CHECKING:
@@ -222,6 +223,7 @@ def _parser() -> argparse.ArgumentParser:
     add_live_command(commands, common)
     add_bench_command(commands, common)
     add_transcript_command(commands, common)
+    add_generate_command(commands, common)
     return parser
 
 
