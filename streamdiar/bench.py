@@ -1,6 +1,9 @@
-"""`streamdiar bench`: pyannote.audio's own SpeakerDiarization pipeline against streamdiar's
-file mode, in one process, on the same audio and the same pyannote models; and the compute time
-of one live step (one window, batch size 1).
+"""`streamdiar bench`: real-time factor, peak memory and where the time goes, for each backend,
+device, audio duration and mode, written as a Markdown table and as JSON.
+
+The audio is a generated conversation (`streamdiar.synthetic`) with its reference, so each row
+also has a DER. Every run is a child process (`streamdiar.bench_run`): its peak RSS is its own,
+and one run's caches do not help the next. Rows are written as they finish.
 
 Nothing here imports torch at module level: `streamdiar.cli` imports this module before it
 sets the environment torch and pyannote read when imported.
@@ -9,213 +12,170 @@ sets the environment torch and pyannote read when imported.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import datetime
 import json
-import statistics
-import time
-import warnings
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
-import soundfile
-
-from streamdiar.core.types import SAMPLE_RATE
 from streamdiar.errors import UserError
-from streamdiar.model_flags import add_model_flags, model_source
-from streamdiar.samples import sample_wav
-from streamdiar.settings import SettingsError
+from streamdiar.model_flags import add_model_flags
+from streamdiar.synthetic import SynthesisError, generate_conversation
 
-if TYPE_CHECKING:
-    from pyannote.audio.pipelines import SpeakerDiarization
-
-    from streamdiar.core.pyannote_backend import PyannoteBackend
-
-# pyannote/speaker-diarization-3.1's settings, with the agglomerative clustering that
-# pyannote 3.x used: unlike VBx it needs no PLDA, which only the hub has
-PYANNOTE_PARAMETERS = {
-    "segmentation": {"min_duration_off": 0.0},
-    "clustering": {"method": "centroid", "min_cluster_size": 12, "threshold": 0.7045654963945799},
-}
-WARM_UP_SECONDS = 10.0  # audio run through both before timing
-BLOCK_SECONDS = 0.5  # audio handed to streamdiar at a time, as file decoding does
-LATENCY = 2.0  # s, `streamdiar diarize`'s default
+DEFAULT_DURATIONS = "30,300,1800,3600"
+PYANNOTE_AUDIO_MAX = 300.0  # s: longer audio through pyannote.audio's own pipeline takes hours on CPU
 
 
 @dataclass(frozen=True)
-class BenchResult:
-    audio_seconds: float
+class Run:
+    backend: str
     device: str
-    models: str
-    batch_size: int
-    pyannote_seconds: float
-    streamdiar_seconds: float
-    live_window: float  # s
-    live_step: float  # s
-    live_steps: int  # windows timed one at a time
-    live_step_median: float  # s of compute per step
-    live_step_p95: float
+    mode: str
+    seconds: float  # audio duration
 
-    @property
-    def pyannote_rtf(self) -> float:
-        return self.pyannote_seconds / self.audio_seconds
 
-    @property
-    def streamdiar_rtf(self) -> float:
-        return self.streamdiar_seconds / self.audio_seconds
+def _numbers(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated seconds, got {text!r}") from None
+    if not all(value > 0 for value in values):
+        raise argparse.ArgumentTypeError(f"durations must be positive, got {text!r}")
+    return values
 
-    @property
-    def speedup(self) -> float:
-        return self.pyannote_seconds / self.streamdiar_seconds
 
-    def as_dict(self) -> dict[str, object]:
-        derived = ("pyannote_rtf", "streamdiar_rtf", "speedup")
-        return asdict(self) | {name: getattr(self, name) for name in derived}
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
-    def report(self) -> str:
-        keeps_up = "keeps up with" if self.live_step_p95 < self.live_step else "falls behind"
-        return "\n".join(
-            [
-                f"{self.audio_seconds:g} s of audio on {self.device}, pyannote models: "
-                f"{self.models}, batch size {self.batch_size}",
-                f"pyannote.audio SpeakerDiarization: {self.pyannote_seconds:.2f} s, "
-                f"real-time factor {self.pyannote_rtf:.3f}",
-                f"streamdiar file mode:              {self.streamdiar_seconds:.2f} s, "
-                f"real-time factor {self.streamdiar_rtf:.3f}",
-                f"speedup: {self.speedup:.2f}x",
-                f"live step ({self.live_window:g} s window every {self.live_step:g} s, "
-                f"{self.live_steps} steps): median {self.live_step_median * 1000:.0f} ms, "
-                f"p95 {self.live_step_p95 * 1000:.0f} ms ({keeps_up} real time)",
-            ]
+
+def machine_label() -> str:
+    """CPU model and core count, and the GPU where one is used."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def bench_audio(directory: Path, seconds: float, speakers: int) -> tuple[Path, Path]:
+    """A generated conversation of `seconds` and its reference RTTM, made once per directory.
+    From 3 minutes on, the last speaker is away for the middle third and then comes back."""
+    stem = f"conversation-{speakers}spk-{seconds:g}s"
+    audio, reference = directory / f"{stem}.wav", directory / f"{stem}.rttm"
+    if not (audio.is_file() and reference.is_file()):
+        directory.mkdir(parents=True, exist_ok=True)
+        absent = (seconds / 3, 2 * seconds / 3) if seconds >= 180 else None
+        print(f"streamdiar: generating {seconds:g} s of {speakers} voices in {audio}", file=sys.stderr)
+        partial = audio.with_suffix(".partial.wav")
+        generate_conversation(partial, reference, seconds, speakers, 0, absent, uri=stem)
+        partial.replace(audio)  # a generation cut short is never taken for a finished one
+    return audio, reference
+
+
+def planned_runs(args: argparse.Namespace) -> Iterator[Run]:
+    for backend in args.backend:
+        for device in args.device:
+            for seconds in args.durations:
+                for mode in args.modes:
+                    yield Run(backend, device, mode, seconds)
+                if backend == "pyannote" and seconds <= args.pyannote_audio_max:
+                    yield Run(backend, device, "pyannote.audio", seconds)
+
+
+def measure_run(run: Run, audio: Path, reference: Path, args: argparse.Namespace) -> dict:
+    command = [
+        sys.executable, "-m", "streamdiar.bench_run", "--audio", str(audio),
+        "--reference", str(reference), "--mode", run.mode, "--backend", run.backend,
+        "--device", run.device, "--batch-size", str(args.batch_size),
+    ]  # fmt: skip
+    if args.random_weights:
+        command.append("--random-weights")
+    for flag, value in (
+        ("--hf-token", args.hf_token),
+        ("--segmentation", args.segmentation),
+        ("--embedding", args.embedding),
+    ):
+        if value is not None:
+            command += [flag, str(value)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
+        raise UserError(f"{run.backend} on {run.device}, {run.mode}, {run.seconds:g} s failed: {lines[-1]}")
+    return {"audio_file": audio.name, **json.loads(result.stdout)}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+
+
+def markdown_table(rows: list[dict], machine: str, date: str) -> str:
+    lines = [
+        f"Measured on {machine}, {date}.",
+        "",
+        "| backend | device | mode | audio | real-time factor | peak RSS | decode | segmentation "
+        "| embedding | clustering | speakers | DER |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        split = ["—"] * 4
+        if "embedding_seconds" in row:
+            total = row["seconds"]
+            split = [
+                f"{row[name]:.1f} s ({100 * row[name] / total:.0f} %)"
+                for name in (
+                    "decode_seconds", "segmentation_seconds", "embedding_seconds", "clustering_seconds",
+                )
+            ]  # fmt: skip
+        der = row.get("der")
+        lines.append(
+            f"| {row['backend']} | {row['device']} | {row['mode']} | {_duration(row['audio_seconds'])} "
+            f"| {row['rtf']:.3f} | {row['peak_rss_mb']:.0f} MB | {' | '.join(split)} "
+            f"| {row.get('speakers', '—')} | {'—' if der is None else f'{100 * der:.1f} %'} |"
         )
-
-
-def bench_audio(seconds: float) -> np.ndarray:
-    """(samples,) float32: pyannote.audio's sample call, repeated and cut to `seconds`."""
-    sample, rate = soundfile.read(sample_wav(), dtype="float32")
-    if rate != SAMPLE_RATE:
-        raise RuntimeError(f"{sample_wav()} is at {rate} Hz, expected {SAMPLE_RATE}")
-    return np.resize(sample, round(seconds * SAMPLE_RATE))
-
-
-def pyannote_pipeline(backend: PyannoteBackend, batch_size: int) -> SpeakerDiarization:
-    """pyannote.audio's SpeakerDiarization with the backend's own two models."""
-    from pyannote.audio.core.plda import PLDA
-    from pyannote.audio.pipelines import SpeakerDiarization
-
-    class UnusedPLDA(PLDA):
-        """Fills the pipeline's PLDA argument, which agglomerative clustering never reads."""
-
-        def __init__(self) -> None:
-            pass
-
-    pipeline = SpeakerDiarization(
-        segmentation=backend.segmentation,
-        embedding=backend.embedding,
-        embedding_exclude_overlap=True,
-        plda=UnusedPLDA(),
-        clustering="AgglomerativeClustering",
-        segmentation_batch_size=batch_size,
-        embedding_batch_size=batch_size,
-    )
-    return pipeline.instantiate(PYANNOTE_PARAMETERS).to(backend.device)
-
-
-def time_pyannote(pipeline: SpeakerDiarization, audio: np.ndarray) -> float:
-    import torch
-
-    file = {"waveform": torch.from_numpy(audio)[None], "sample_rate": SAMPLE_RATE, "uri": "bench"}
-    started = time.perf_counter()
-    with warnings.catch_warnings():  # pyannote's own, about its untrained models' results
-        warnings.simplefilter("ignore")
-        pipeline(file)
-    return time.perf_counter() - started
-
-
-def time_streamdiar(backend: PyannoteBackend, audio: np.ndarray, batch_size: int) -> float:
-    from streamdiar.session import build_diarizer
-    from streamdiar.stream.sources import array_blocks
-
-    diarizer = build_diarizer(backend, LATENCY, batch_size=batch_size)
-    started = time.perf_counter()
-    blocks = array_blocks(audio, round(BLOCK_SECONDS * SAMPLE_RATE))
-    asyncio.run(diarizer.run(blocks, lambda turn: None))
-    return time.perf_counter() - started
-
-
-def live_step_times(backend: PyannoteBackend, audio: np.ndarray, steps: int) -> list[float]:
-    """Compute time (s) of each of the first `steps` windows of `audio` as live mode runs
-    them: one window through the models, then the stitcher."""
-    import torch
-
-    from streamdiar.session import build_diarizer
-    from streamdiar.stream.windows import Windower
-
-    stitcher = build_diarizer(backend, LATENCY).stitcher
-    needed = round(((steps - 1) * backend.window_step + backend.window_duration) * SAMPLE_RATE)
-    times = []
-    windower = Windower(backend.window_duration, backend.window_step)
-    for window in windower.push(audio[:needed]) + windower.finish():
-        started = time.perf_counter()
-        (local,) = backend.infer(torch.from_numpy(window.samples)[None])
-        stitcher.push(window.index, window.start, window.valid_end, local)
-        times.append(time.perf_counter() - started)
-    return times
-
-
-def run_bench(
-    backend: PyannoteBackend,
-    models: str,
-    seconds: float,
-    batch_size: int,
-    steps: int,
-    warm_up_seconds: float = WARM_UP_SECONDS,
-) -> BenchResult:
-    audio = bench_audio(seconds)
-    pipeline = pyannote_pipeline(backend, batch_size)
-    if warm_up_seconds > 0:  # first calls allocate and tune: time neither pipeline's
-        warm_up = bench_audio(warm_up_seconds)
-        time_pyannote(pipeline, warm_up)
-        time_streamdiar(backend, warm_up, batch_size)
-    step_times = live_step_times(backend, audio, steps)
-    return BenchResult(
-        audio_seconds=seconds,
-        device=backend.device.type,
-        models=models,
-        batch_size=batch_size,
-        pyannote_seconds=time_pyannote(pipeline, audio),
-        streamdiar_seconds=time_streamdiar(backend, audio, batch_size),
-        live_window=backend.window_duration,
-        live_step=backend.window_step,
-        live_steps=len(step_times),
-        live_step_median=statistics.median(step_times),
-        live_step_p95=float(np.percentile(step_times, 95)),
-    )
+    return "\n".join(lines) + "\n"
 
 
 def _bench(args: argparse.Namespace) -> int:
-    if not args.seconds > 0 or args.warm_up < 0 or args.batch_size < 1 or args.live_steps < 1:
-        raise UserError(
-            "--seconds must be positive, --warm-up not negative, --batch-size and --live-steps "
-            "at least 1"
+    if args.batch_size < 1 or args.speakers < 1:
+        raise UserError("--batch-size and --speakers must be at least 1")
+    unknown = set(args.backend) - {"embedded", "pyannote"}
+    if unknown:
+        raise UserError(f"unknown backend {sorted(unknown)[0]!r}: choose from embedded, pyannote")
+    unknown = set(args.modes) - {"file", "streaming"}
+    if unknown:
+        raise UserError(f"unknown mode {sorted(unknown)[0]!r}: choose from file, streaming")
+    machine = args.machine or machine_label()
+    date = datetime.date.today().isoformat()
+    rows: list[dict] = []
+    for run in planned_runs(args):
+        try:
+            audio, reference = bench_audio(args.audio_dir, run.seconds, args.speakers)
+        except (OSError, SynthesisError) as error:
+            raise UserError(f"cannot make the benchmark audio: {error}") from error
+        row = measure_run(run, audio, reference, args)
+        if run.mode == "pyannote.audio" or (run.backend == "pyannote" and args.random_weights):
+            row["der"] = None  # random weights or another pipeline's labels: no meaningful DER
+        rows.append(row)
+        print(
+            f"streamdiar: {run.backend} {row['device']} {run.mode} {_duration(run.seconds)}: "
+            f"real-time factor {row['rtf']:.3f}, peak RSS {row['peak_rss_mb']:.0f} MB",
+            file=sys.stderr,
+            flush=True,
         )
-    # imported here: torch takes seconds to import, which --help and flag errors skip
-    from threadpoolctl import threadpool_limits
-
-    from streamdiar.session import load_backend
-
-    source = model_source(args)
-    try:
-        backend, device_warning = load_backend(args.backend, args.device, source)
-    except SettingsError as error:
-        raise UserError(str(error)) from error
-    if device_warning:
-        warnings.warn(device_warning, stacklevel=1)
-    threadpool_limits(1, user_api="blas")  # as `streamdiar diarize` runs the clustering
-    result = run_bench(
-        backend, source.label, args.seconds, args.batch_size, args.live_steps, args.warm_up
-    )
-    print(json.dumps(result.as_dict()) if args.json else result.report())
+        table = markdown_table(rows, machine, date)
+        report = {"machine": machine, "date": date, "rows": rows}
+        for path, text in ((args.markdown, table), (args.json, json.dumps(report, indent=2))):
+            if path is not None:
+                path.write_text(text)
+    print(table, end="")
     return 0
 
 
@@ -225,30 +185,48 @@ def add_bench_command(
     bench = commands.add_parser(
         "bench",
         parents=[common],
-        help="speed of streamdiar's file mode against pyannote.audio's pipeline",
-        description="pyannote.audio's SpeakerDiarization pipeline against streamdiar's file "
-        "mode, in one process, on the same audio and models; and the compute time of one live "
-        "step (one window, batch size 1).",
+        help="real-time factor, peak memory and time split, per backend, device and duration",
+        description="Diarizes generated conversations of each duration with each backend, "
+        "device and mode, each run in its own process, and prints a Markdown table: real-time "
+        "factor, peak RSS, time in decoding, segmentation, embedding and clustering, speakers "
+        "found and DER. With the pyannote backend, pyannote.audio's own pipeline is timed on "
+        "the same audio and models too.",
     )
     bench.set_defaults(run=_bench)
     add = bench.add_argument
-    add("--backend", choices=["pyannote"], default="pyannote", help="models to compare (pyannote)")
+    add("--backend", type=_names, default=["embedded"], help="comma-separated (default: embedded)")
+    add("--device", type=_names, default=["cpu"], help="comma-separated devices (default: cpu)")
     add_model_flags(bench)
-    add("--seconds", type=float, default=120.0, metavar="S", help="audio length (default: 120)")
     add(
-        "--warm-up",
+        "--durations",
+        type=_numbers,
+        default=_numbers(DEFAULT_DURATIONS),
+        metavar="S,S,...",
+        help=f"audio durations in seconds (default: {DEFAULT_DURATIONS})",
+    )
+    add(
+        "--modes",
+        type=_names,
+        default=["file", "streaming"],
+        help="file (batched), streaming (one window at a time, 0.5 s step) (default: both)",
+    )
+    add(
+        "--pyannote-audio-max",
         type=float,
-        default=WARM_UP_SECONDS,
+        default=PYANNOTE_AUDIO_MAX,
         metavar="S",
-        help=f"audio run through both untimed first, 0 for none (default: {WARM_UP_SECONDS:g})",
+        help="time pyannote.audio's own pipeline up to this duration (default: "
+        f"{PYANNOTE_AUDIO_MAX:g})",
     )
-    add("--device", help="auto, cuda, mps or cpu (default: $STREAMDIAR_DEVICE, else auto)")
+    add("--speakers", type=int, default=4, metavar="N", help="voices in the audio (default: 4)")
     add(
-        "--batch-size",
-        type=int,
-        default=32,
-        metavar="N",
-        help="windows per batch, in both pipelines (default: 32)",
+        "--audio-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "streamdiar" / "bench",
+        metavar="DIR",
+        help="where generated audio is kept for later runs (default: ~/.cache/streamdiar/bench)",
     )
-    add("--live-steps", type=int, default=20, metavar="N", help="live steps to time (default: 20)")
-    add("--json", action="store_true", help="one JSON object on stdout")
+    add("--batch-size", type=int, default=32, metavar="N", help="windows per batch in file mode")
+    add("--markdown", type=Path, metavar="OUT.md", help="also write the table here")
+    add("--json", type=Path, metavar="OUT.json", help="write every number here as JSON")
+    add("--machine", metavar="TEXT", help="machine label for the table (default: CPU and cores)")

@@ -1,28 +1,74 @@
-"""`streamdiar bench` runs pyannote.audio's pipeline and streamdiar's file mode on the same
-audio and reports both; speeds are only reported, never asserted (the machine is shared)."""
+"""`streamdiar bench` measures each run in its own process and writes the table as Markdown and
+JSON; speeds are only reported, never asserted (the machine is shared)."""
 
 import json
+import shutil
+
+import pytest
 
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
 
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is absent")
 
-def test_bench_reports_both_pipelines_as_json(run_cli) -> None:
+
+@needs_espeak
+def test_bench_writes_markdown_and_json_rows(run_cli, tmp_path) -> None:
+    markdown, report_path = tmp_path / "bench.md", tmp_path / "bench.json"
     result = run_cli(
-        "bench", "--backend", "pyannote", "--random-weights", "--device", "cpu",
-        "--seconds", "3", "--warm-up", "0", "--live-steps", "1", "--json", extra_env=OFFLINE,
+        "bench", "--durations", "12", "--audio-dir", tmp_path / "audio",
+        "--markdown", markdown, "--json", report_path,
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    assert report["audio_seconds"] == 3 and report["models"] == "random weights"
-    assert report["device"] == "cpu" and report["live_steps"] == 1
-    for name in ("pyannote_seconds", "streamdiar_seconds", "live_step_median", "live_step_p95"):
-        assert report[name] > 0
-    assert report["pyannote_rtf"] == report["pyannote_seconds"] / 3
-    assert report["speedup"] == report["pyannote_seconds"] / report["streamdiar_seconds"]
+    report = json.loads(report_path.read_text())
+    assert [(row["mode"], row["batch_size"]) for row in report["rows"]] == [
+        ("file", 32),
+        ("streaming", 1),
+    ]
+    for row in report["rows"]:
+        assert row["backend"] == "embedded" and row["device"] == "cpu"
+        assert row["audio_seconds"] == pytest.approx(12)
+        assert row["rtf"] == pytest.approx(row["seconds"] / row["audio_seconds"])
+        assert 100 < row["peak_rss_mb"] < 8000  # MiB: torch and the models, not bytes or KiB
+        stages = ("decode", "segmentation", "embedding", "clustering")
+        assert all(row[f"{stage}_seconds"] > 0 for stage in stages)
+        assert 0 <= row["der"] <= 1 and 1 <= row["speakers"]
+    table = markdown.read_text()
+    assert table == result.stdout
+    assert "| embedded | cpu | file | 12 s |" in table and "| embedded | cpu | streaming | 12 s |" in table
+    # the audio is generated once and found again by a later run
+    assert sorted(p.name for p in (tmp_path / "audio").iterdir()) == [
+        "conversation-4spk-12s.rttm",
+        "conversation-4spk-12s.wav",
+    ]
 
 
-def test_bench_refuses_nonpositive_seconds(run_cli) -> None:
-    result = run_cli("bench", "--random-weights", "--seconds", "0")
+@needs_espeak
+def test_bench_times_pyannote_audio_beside_the_pyannote_backend(run_cli, tmp_path) -> None:
+    result = run_cli(
+        "bench", "--backend", "pyannote", "--random-weights", "--durations", "6",
+        "--modes", "file", "--batch-size", "4", "--audio-dir", tmp_path,
+        "--json", tmp_path / "bench.json", extra_env=OFFLINE,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
+    assert [row["mode"] for row in rows] == ["file", "pyannote.audio"]
+    assert all(row["rtf"] > 0 and row["der"] is None for row in rows)
+    assert "| pyannote | cpu | pyannote.audio | 6 s |" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--durations", "0"], "durations must be positive"),
+        (["--durations", "soon"], "expected comma-separated seconds"),
+        (["--backend", "whisper"], "unknown backend 'whisper'"),
+        (["--modes", "offline"], "unknown mode 'offline'"),
+        (["--batch-size", "0"], "--batch-size and --speakers must be at least 1"),
+    ],
+)
+def test_bench_refuses_bad_flags_in_one_line(run_cli, flags, message) -> None:
+    result = run_cli("bench", *flags)
     assert result.returncode == 2
-    assert "--seconds must be positive" in result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
