@@ -23,9 +23,9 @@ from streamdiar.core.types import SAMPLE_RATE
 from streamdiar.transcript.types import Segment, Word
 
 INSTALL_HINT = (
-    "--transcribe needs faster-whisper: pip install faster-whisper (and a Whisper model on this "
-    "machine: download one once, e.g. python -c \"import faster_whisper as f; "
-    "f.WhisperModel('small')\", or pass a CTranslate2 model directory)"
+    "--transcribe needs faster-whisper: pip install 'streamdiar[transcribe]' (or faster-whisper), "
+    "and a Whisper model on this machine: download one once, e.g. python -c "
+    "\"import faster_whisper as f; f.WhisperModel('small')\", or pass a CTranslate2 model directory"
 )
 
 
