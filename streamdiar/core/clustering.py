@@ -230,7 +230,8 @@ class OnlineClustering:
         self, keys: list[LocalKey], clusters: np.ndarray, large: np.ndarray, centroids: np.ndarray
     ) -> dict[int, int]:
         """Global label for each large cluster: the label most of its members already had,
-        else a departed speaker's label if close, else a new label."""
+        else the label of a speaker whose whole history (departed vectors and buffered ones)
+        lies close, when no other cluster took it, else a new label."""
         known = sorted({self._labels[key] for key in keys} - {-1})
         overlap = np.zeros((len(large), len(known)))
         for key, c in zip(keys, clusters):
@@ -243,21 +244,31 @@ class OnlineClustering:
             if overlap[row, col] > 0:
                 mapping[int(large[row])] = known[col]
         next_label = max([*known, *self._sums, -1]) + 1
+        histories = self._histories(keys)
         for c in large:
             if c in mapping:
                 continue
-            departed = [
+            free = [
                 (1.0 - float(centroids[c] @ _normalize(total)), label)
-                for label, total in self._sums.items()
+                for label, total in histories.items()
                 if label not in mapping.values()
             ]
-            distance, label = min(departed, default=(np.inf, -1))
+            distance, label = min(free, default=(np.inf, -1))
             if distance < self.return_distance:
                 mapping[int(c)] = label
             else:
                 mapping[int(c)] = next_label
                 next_label += 1
         return mapping
+
+    def _histories(self, keys: list[LocalKey]) -> dict[int, np.ndarray]:
+        """label -> (dim,) sum of every vector that carried it: departed, then buffered."""
+        histories = dict(self._sums)
+        for key, vector in zip(keys, self._vectors):
+            label = self._labels[key]
+            if label >= 0:
+                histories[label] = histories.get(label, 0.0) + vector
+        return histories
 
     def _separate_window_mates(
         self, keys: list[LocalKey], vectors: np.ndarray, labels: dict[LocalKey, int]
