@@ -94,8 +94,10 @@ def measure_run(run: Run, audio: Path, reference: Path, args: argparse.Namespace
     command = [
         sys.executable, "-m", "streamdiar.bench_run", "--audio", str(audio),
         "--reference", str(reference), "--mode", run.mode, "--backend", run.backend,
-        "--device", run.device, "--batch-size", str(args.batch_size),
+        "--device", run.device,
     ]  # fmt: skip
+    if args.batch_size is not None:
+        command += ["--batch-size", str(args.batch_size)]
     if args.random_weights:
         command.append("--random-weights")
     for flag, value in (
@@ -144,7 +146,7 @@ def markdown_table(rows: list[dict], machine: str, date: str) -> str:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    if args.batch_size < 1 or args.speakers < 1:
+    if (args.batch_size is not None and args.batch_size < 1) or args.speakers < 1:
         raise UserError("--batch-size and --speakers must be at least 1")
     unknown = set(args.backend) - {"embedded", "pyannote"}
     if unknown:
@@ -226,7 +228,12 @@ def add_bench_command(
         metavar="DIR",
         help="where generated audio is kept for later runs (default: ~/.cache/streamdiar/bench)",
     )
-    add("--batch-size", type=int, default=32, metavar="N", help="windows per batch in file mode")
+    add(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="windows per batch in file mode and pyannote.audio (default: chosen for the device)",
+    )
     add("--markdown", type=Path, metavar="OUT.md", help="also write the table here")
     add("--json", type=Path, metavar="OUT.json", help="write every number here as JSON")
     add("--machine", metavar="TEXT", help="machine label for the table (default: CPU and cores)")

@@ -46,7 +46,9 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes / KiB
 
 
-def _diarize(backend: Backend, audio: Path, mode: str, batch_size: int, reference: Path | None) -> dict:
+def _diarize(
+    backend: Backend, audio: Path, mode: str, batch_size: int, reference: Path | None
+) -> dict:
     from pyannote.core import Annotation, Segment
 
     from streamdiar.core.timing import StageClock
@@ -55,7 +57,6 @@ def _diarize(backend: Backend, audio: Path, mode: str, batch_size: int, referenc
 
     streaming = mode == "streaming"
     step = STREAMING_STEP if streaming else None
-    batch_size = 1 if streaming else batch_size
 
     def run(blocks, on_turn):
         diarizer = build_diarizer(backend, LATENCY, step=step, batch_size=batch_size)
@@ -151,22 +152,26 @@ def _der(reference: Path | None, hypothesis) -> float | None:
 def measure(args: argparse.Namespace) -> dict:
     from threadpoolctl import threadpool_limits
 
-    from streamdiar.session import load_backend
+    from streamdiar.session import file_batch_size, load_backend
 
     models = model_source(args) if args.backend == "pyannote" else None
     backend, _ = load_backend(args.backend, args.device, models)
     threadpool_limits(1, user_api="blas")  # as `streamdiar diarize` runs the clustering
+    if args.mode == "streaming":
+        batch_size = 1
+    else:
+        batch_size = file_batch_size(backend) if args.batch_size is None else args.batch_size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if args.mode == "pyannote.audio":
-            result = _pyannote_audio(backend, args.audio, args.batch_size)
+            result = _pyannote_audio(backend, args.audio, batch_size)
         else:
-            result = _diarize(backend, args.audio, args.mode, args.batch_size, args.reference)
+            result = _diarize(backend, args.audio, args.mode, batch_size, args.reference)
     return {
         "backend": args.backend,
         "device": backend.device.type,
         "mode": args.mode,
-        "batch_size": 1 if args.mode == "streaming" else args.batch_size,
+        "batch_size": batch_size,
         **result,
         "rtf": result["seconds"] / result["audio_seconds"],
     }
@@ -180,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("embedded", "pyannote"), default="embedded")
     add_model_flags(parser)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, help="default: chosen for the device")
     print(json.dumps(measure(parser.parse_args(argv))))
     return 0
 

@@ -20,11 +20,12 @@ def check_backend(name: str) -> None:
 
 
 def check_settings(
-    latency: float, window: float | None, step: float | None, batch_size: int
+    latency: float, window: float | None, step: float | None, batch_size: int | None
 ) -> None:
     """Raises SettingsError for values no run can use. A window or step of None stands for
     the backend's default, so the step is compared with the window only when both are given.
-    An infinite latency is offline mode: nothing is committed before the end."""
+    An infinite latency is offline mode: nothing is committed before the end. A batch size of
+    None is chosen for the device."""
     low, high = LATENCY_RANGE
     if not (low <= latency <= high or latency == math.inf):
         raise SettingsError(f"latency must be between {low:g} and {high:g} s, got {latency:g}")
@@ -36,5 +37,5 @@ def check_settings(
             )
     if window is not None and step is not None and step > window:
         raise SettingsError(f"step ({step:g} s) must not exceed the window ({window:g} s)")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise SettingsError(f"batch size must be at least 1, got {batch_size}")

@@ -43,3 +43,28 @@ def test_auto_prefers_cuda_then_mps(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert resolve_device("gpu") == (torch.device("mps"), None)
+
+
+class _Placed:
+    def __init__(self, name: str, device: str) -> None:
+        self.name, self.device = name, torch.device(device)
+
+
+@pytest.mark.parametrize(
+    ("backend", "device", "expected"),
+    [
+        ("embedded", "cpu", 32),
+        ("pyannote", "cpu", 4),
+        ("embedded", "cuda", 128),
+        ("pyannote", "cuda", 64),
+        ("pyannote", "mps", 32),
+    ],
+)
+def test_file_batch_size_is_chosen_for_backend_and_device(backend, device, expected) -> None:
+    from streamdiar.session import build_diarizer, file_batch_size
+
+    assert file_batch_size(_Placed(backend, device)) == expected
+    if device == "cpu" and backend == "embedded":
+        from streamdiar.core.embedded import EmbeddedBackend
+
+        assert build_diarizer(EmbeddedBackend(), 2.0).batch_size == expected
