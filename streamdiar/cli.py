@@ -201,8 +201,8 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--offline",
         action="store_true",
-        help="commit nothing before the end of each file: every window is labelled by the "
-        "clustering of the whole file (for comparison with streaming; ignores --latency)",
+        help="commit nothing before the end of each file, so every window keeps the label of "
+        "the clustering's last look at it (for comparison with streaming; ignores --latency)",
     )
     add("--window", type=float, metavar="S", help="window length (default: the backend's)")
     add("--step", type=float, metavar="S", help="step between windows (default: the backend's)")

@@ -12,6 +12,7 @@ import asyncio
 import time
 import warnings
 from collections.abc import AsyncIterable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -109,7 +110,11 @@ class StreamingDiarizer:
             yield block
 
     async def _infer_all(self, windows_queue: asyncio.Queue, results_queue: asyncio.Queue) -> None:
-        """Batches of the windows waiting (at most batch_size), through the model."""
+        """Batches of the windows waiting (at most batch_size), through the model, always in
+        the same worker thread: each thread that allocates gets its own malloc arena, and
+        batches spread over a pool of threads would keep growing the memory held."""
+        loop = asyncio.get_running_loop()
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamdiar-inference")
         try:
             finished = False
             while not finished:
@@ -120,10 +125,13 @@ class StreamingDiarizer:
                     finished = True
                     batch.pop()
                 if batch:
-                    await results_queue.put((batch, await asyncio.to_thread(self._infer, batch)))
+                    results = await loop.run_in_executor(worker, self._infer, batch)
+                    await results_queue.put((batch, results))
         except Exception:
             await results_queue.put(None)
             raise
+        finally:
+            worker.shutdown(wait=False)
         await results_queue.put(None)
 
     async def _stitch_all(self, results_queue: asyncio.Queue, on_turn: TurnCallback) -> None:
