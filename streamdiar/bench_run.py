@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from streamdiar.core.types import SAMPLE_RATE
+from streamdiar.memory import fix_mmap_threshold
 from streamdiar.model_flags import add_model_flags, model_source
 
 if TYPE_CHECKING:
@@ -178,6 +179,7 @@ def measure(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    fix_mmap_threshold()  # as `streamdiar` does
     parser = argparse.ArgumentParser(prog="python -m streamdiar.bench_run", description=__doc__)
     parser.add_argument("--audio", type=Path, required=True)
     parser.add_argument("--reference", type=Path, help="reference RTTM, for the DER")

@@ -21,6 +21,7 @@ from streamdiar.bench import add_bench_command
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
 from streamdiar.live import add_live_command
+from streamdiar.memory import fix_mmap_threshold
 from streamdiar.model_flags import add_diarization_flags, model_source
 from streamdiar.progress import ProgressDisplay, add_progress_flag, follow, make_progress, measure
 from streamdiar.settings import SettingsError, check_backend, check_settings
@@ -235,6 +236,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    fix_mmap_threshold()
     warnings.showwarning = _show_warning
     try:
         return args.run(args)

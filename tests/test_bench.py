@@ -2,9 +2,12 @@
 JSON; speeds are only reported, never asserted (the machine is shared)."""
 
 import json
+import platform
 import shutil
 
 import pytest
+
+from streamdiar.memory import fix_mmap_threshold
 
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
 
@@ -72,3 +75,8 @@ def test_bench_refuses_bad_flags_in_one_line(run_cli, flags, message) -> None:
     result = run_cli("bench", *flags)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_mmap_threshold_is_fixed_on_glibc() -> None:
+    assert fix_mmap_threshold()
