@@ -17,21 +17,23 @@ import resource
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from streamdiar.core.types import SAMPLE_RATE
+from streamdiar.core.types import SAMPLE_RATE, Turn
 from streamdiar.memory import fix_mmap_threshold
 from streamdiar.model_flags import add_model_flags, model_source
 
 if TYPE_CHECKING:
     from pyannote.audio.pipelines import SpeakerDiarization
+    from pyannote.core import Annotation
 
     from streamdiar.core.backend import Backend
     from streamdiar.core.pyannote_backend import PyannoteBackend
+    from streamdiar.stream.pipeline import PipelineStats
 
 os.environ["PYANNOTE_METRICS_ENABLED"] = "0"  # before pyannote.audio is imported
 
@@ -39,6 +41,12 @@ MODES = ("file", "streaming", "pyannote.audio")
 STREAMING_STEP = 0.5  # s
 LATENCY = 2.0  # s, `streamdiar diarize`'s default
 WARM_UP_SECONDS = 10.0  # first calls allocate and tune: run this much audio untimed first
+# pyannote/speaker-diarization-3.1's settings, with the agglomerative clustering that
+# pyannote 3.x used: unlike VBx it needs no PLDA, which only the hub has
+PYANNOTE_PARAMETERS = {
+    "segmentation": {"min_duration_off": 0.0},
+    "clustering": {"method": "centroid", "min_cluster_size": 12, "threshold": 0.7045654963945799},
+}
 
 
 def peak_rss_mb() -> float:
@@ -59,7 +67,7 @@ def _diarize(
     streaming = mode == "streaming"
     step = STREAMING_STEP if streaming else None
 
-    def run(blocks, on_turn):
+    def run(blocks: AsyncIterable[np.ndarray], on_turn: Callable[[Turn], None]) -> PipelineStats:
         diarizer = build_diarizer(backend, LATENCY, step=step, batch_size=batch_size)
         return asyncio.run(diarizer.run(blocks, on_turn))
 
@@ -68,7 +76,7 @@ def _diarize(
     backend.clock = StageClock()
     hypothesis = Annotation(uri=audio.stem)
 
-    def on_turn(turn) -> None:
+    def on_turn(turn: Turn) -> None:
         hypothesis[Segment(turn.start, turn.end)] = turn.speaker
 
     started = time.perf_counter()
@@ -87,14 +95,6 @@ def _diarize(
         "speakers": len(stats.speakers),
         "der": _der(reference, hypothesis),
     }
-
-
-# pyannote/speaker-diarization-3.1's settings, with the agglomerative clustering that
-# pyannote 3.x used: unlike VBx it needs no PLDA, which only the hub has
-PYANNOTE_PARAMETERS = {
-    "segmentation": {"min_duration_off": 0.0},
-    "clustering": {"method": "centroid", "min_cluster_size": 12, "threshold": 0.7045654963945799},
-}
 
 
 def pyannote_pipeline(backend: PyannoteBackend, batch_size: int) -> SpeakerDiarization:
@@ -141,7 +141,7 @@ def _pyannote_audio(backend: PyannoteBackend, audio: Path, batch_size: int) -> d
     return {"seconds": seconds, "audio_seconds": len(samples) / SAMPLE_RATE, "peak_rss_mb": peak_rss_mb()}
 
 
-def _der(reference: Path | None, hypothesis) -> float | None:
+def _der(reference: Path | None, hypothesis: Annotation) -> float | None:
     if reference is None:
         return None
     from streamdiar.evaluation import diarization_error_rate, load_rttm
