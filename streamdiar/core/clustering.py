@@ -5,7 +5,8 @@ clustering (number of speakers from the eigenvalues of the affinity's Laplacian)
 clusters are mapped onto the global labels the buffer already carried, so that labels stay
 stable. Windows in between take the nearest speaker of the last re-clustering.
 Speakers who left the buffer live on as one running sum each; a cluster that matches none of
-the buffer's labels but lies close to such a sum gets that old label back.
+the buffer's labels but lies close to a speaker's whole history (that sum and their buffered
+vectors) gets that speaker's label back.
 """
 
 from __future__ import annotations

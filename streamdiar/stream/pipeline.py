@@ -119,7 +119,11 @@ class StreamingDiarizer:
             finished = False
             while not finished:
                 batch = [await windows_queue.get()]
-                while batch[-1] is not None and len(batch) < self.batch_size and not windows_queue.empty():
+                while (
+                    batch[-1] is not None
+                    and len(batch) < self.batch_size
+                    and not windows_queue.empty()
+                ):
                     batch.append(windows_queue.get_nowait())
                 if batch[-1] is None:
                     finished = True
