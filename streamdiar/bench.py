@@ -24,6 +24,7 @@ from pathlib import Path
 
 from streamdiar.errors import UserError
 from streamdiar.model_flags import add_model_flags
+from streamdiar.stream.sinks import OutputError
 from streamdiar.synthetic import SynthesisError, generate_conversation
 
 DEFAULT_DURATIONS = "30,300,1800,3600"
@@ -160,7 +161,7 @@ def _bench(args: argparse.Namespace) -> int:
     for run in planned_runs(args):
         try:
             audio, reference = bench_audio(args.audio_dir, run.seconds, args.speakers)
-        except (OSError, SynthesisError) as error:
+        except (OSError, OutputError, SynthesisError) as error:
             raise UserError(f"cannot make the benchmark audio: {error}") from error
         row = measure_run(run, audio, reference, args)
         if run.mode == "pyannote.audio" or (run.backend == "pyannote" and args.random_weights):

@@ -71,13 +71,16 @@ def _pyannote_backend(models: ModelSource) -> Backend:
 # Windows per batch in file mode. On a GPU, larger batches keep it busy (out of memory halves
 # them). On CPU, the pyannote models run fastest per window in small batches; the embedded
 # backend's LSTM gains up to about 32.
-FILE_BATCH_SIZES = {"cuda": {"embedded": 128, "pyannote": 64}, "mps": {"embedded": 64, "pyannote": 32}}
-CPU_BATCH_SIZES = {"embedded": 32, "pyannote": 4}
+FILE_BATCH_SIZES = {
+    "cpu": {"embedded": 32, "pyannote": 4},
+    "cuda": {"embedded": 128, "pyannote": 64},
+    "mps": {"embedded": 64, "pyannote": 32},
+}
 
 
 def file_batch_size(backend: Backend) -> int:
     """The default batch size for files, for the backend on its device."""
-    return FILE_BATCH_SIZES.get(backend.device.type, CPU_BATCH_SIZES)[backend.name]
+    return FILE_BATCH_SIZES.get(backend.device.type, FILE_BATCH_SIZES["cpu"])[backend.name]
 
 
 def build_diarizer(

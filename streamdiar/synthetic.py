@@ -22,8 +22,9 @@ import numpy as np
 import soundfile
 import soxr
 
-from streamdiar.core.types import SAMPLE_RATE
+from streamdiar.core.types import SAMPLE_RATE, Turn
 from streamdiar.errors import UserError
+from streamdiar.stream.sinks import OutputError, RttmWriter
 
 WORDS = (
     "the a our this that every some project meeting budget report team plan idea question "
@@ -158,21 +159,25 @@ def generate_conversation(
     block = round(BLOCK_SECONDS * SAMPLE_RATE)
     uri = uri or audio_path.stem
     turns = 0
-    with soundfile.SoundFile(audio_path, "w", SAMPLE_RATE, 1, "PCM_16") as audio, open(
-        rttm_path, "w", encoding="utf-8"
+    with soundfile.SoundFile(audio_path, "w", SAMPLE_RATE, 1, "PCM_16") as audio, RttmWriter(
+        rttm_path
     ) as rttm:
         buffer = np.zeros(0, dtype=np.float32)  # audio from `written` on
         written = 0
 
-        def write_until(sample: int) -> None:
-            """Writes every block that ends before `sample`, with room noise."""
+        def write(count: int) -> None:
+            """Writes the next `count` samples, with room noise."""
             nonlocal buffer, written
+            chunk = np.zeros(count, dtype=np.float32)
+            chunk[: min(count, len(buffer))] = buffer[:count]
+            chunk += rng.normal(0.0, 10 ** (NOISE_DBFS / 20), count).astype(np.float32)
+            audio.write(np.clip(chunk, -1.0, 1.0))
+            buffer, written = buffer[count:], written + count
+
+        def write_until(sample: int) -> None:
+            """Writes every block that ends before `sample`."""
             while written + block <= sample:
-                chunk = np.zeros(block, dtype=np.float32)
-                chunk[: min(block, len(buffer))] = buffer[:block]
-                chunk += rng.normal(0.0, 10 ** (NOISE_DBFS / 20), block).astype(np.float32)
-                audio.write(np.clip(chunk, -1.0, 1.0))
-                buffer, written = buffer[block:], written + block
+                write(block)
 
         for turn in plan_turns(durations, seconds, rng, absent):
             start = round(turn.start * SAMPLE_RATE)
@@ -185,19 +190,12 @@ def generate_conversation(
             if len(buffer) < offset + len(speech):
                 buffer = np.concatenate([buffer, np.zeros(offset + len(speech) - len(buffer), np.float32)])
             buffer[offset : offset + len(speech)] += speech
-            duration = len(speech) / SAMPLE_RATE
-            rttm.write(
-                f"SPEAKER {uri} 1 {start / SAMPLE_RATE:.3f} {duration:.3f} <NA> <NA> "
-                f"{speaker_label(turn.speaker)} <NA> <NA>\n"
-            )
+            end = (start + len(speech)) / SAMPLE_RATE
+            rttm.write(uri, Turn(start / SAMPLE_RATE, end, speaker_label(turn.speaker)))
             turns += 1
         write_until(total - total % block)
-        rest = total - written
-        if rest:
-            tail = np.zeros(rest, dtype=np.float32)
-            tail[: min(rest, len(buffer))] = buffer[:rest]
-            tail += rng.normal(0.0, 10 ** (NOISE_DBFS / 20), rest).astype(np.float32)
-            audio.write(np.clip(tail, -1.0, 1.0))
+        if total > written:
+            write(total - written)
     return turns
 
 
@@ -223,7 +221,7 @@ def _generate(args: argparse.Namespace) -> int:
         turns = generate_conversation(
             args.audio, rttm, args.seconds, args.speakers, args.seed, args.absent
         )
-    except (OSError, SynthesisError) as error:
+    except (OSError, OutputError, SynthesisError) as error:
         raise UserError(str(error)) from error
     print(f"{args.audio}: {args.seconds:g} s, {args.speakers} voices, {turns} turns in {rttm}")
     return 0

@@ -8,6 +8,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import streamdiar
+from streamdiar.core.embedded import EmbeddedBackend
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PROJECT_ROOT = Path(streamdiar.__file__).resolve().parents[1]
@@ -50,3 +51,9 @@ def one_blas_thread():
     (the CLI limits them the same way)."""
     with threadpool_limits(limits=1):
         yield
+
+
+@pytest.fixture(scope="module")
+def backend() -> EmbeddedBackend:
+    """The default backend's models, loaded once per test module."""
+    return EmbeddedBackend()

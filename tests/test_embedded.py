@@ -7,7 +7,6 @@ import torch
 from resemblyzer import audio as resemblyzer_audio
 from silero_vad import load_silero_vad
 
-from streamdiar.core.embedded import EmbeddedBackend
 from streamdiar.core.silero import SileroVad
 
 
@@ -16,11 +15,6 @@ def speech(shared_data) -> np.ndarray:
     samples, rate = sf.read(shared_data / "dev" / "sample.wav", dtype="float32")
     assert rate == 16_000
     return samples[8 * rate : 18 * rate]  # (160000,) ten seconds of the call
-
-
-@pytest.fixture(scope="module")
-def backend() -> EmbeddedBackend:
-    return EmbeddedBackend()
 
 
 def test_batched_silero_equals_the_packaged_model(speech):

@@ -72,11 +72,6 @@ class FlakyAccelerator:
 
 
 @pytest.fixture(scope="module")
-def backend() -> EmbeddedBackend:
-    return EmbeddedBackend()
-
-
-@pytest.fixture(scope="module")
 def audio(shared_data) -> np.ndarray:
     samples, rate = sf.read(shared_data / "dev" / "sample.wav", dtype="float32")
     assert rate == SAMPLE_RATE

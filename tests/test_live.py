@@ -37,11 +37,6 @@ from streamdiar.stream.sinks import RttmWriter
 from streamdiar.stream.sources import file_blocks
 
 
-@pytest.fixture(scope="module")
-def backend() -> EmbeddedBackend:
-    return EmbeddedBackend()
-
-
 class TimedInput:
     """A SimulatedMicrophone whose callback is watched: when each block arrived (the capture
     clock of the audio it ends) and how long the callback took."""

@@ -17,7 +17,6 @@ import pytest
 import soundfile as sf
 from rich.console import Console
 
-from streamdiar.core.embedded import EmbeddedBackend
 from streamdiar.core.types import SAMPLE_RATE, Turn
 from streamdiar.live import add_live_command, build_live_diarizer, run_live, summary
 from streamdiar.live_view import LiveView
@@ -33,11 +32,6 @@ from streamdiar.transcript.whisper import (
     check_faster_whisper,
     load_whisper,
 )
-
-
-@pytest.fixture(scope="module")
-def backend() -> EmbeddedBackend:
-    return EmbeddedBackend()
 
 
 def _utterances(stm: Path) -> list[tuple[Segment, str]]:

@@ -106,7 +106,10 @@ class OnlineClustering:
         self.max_speakers = max_speakers
         self.recluster_every = recluster_every
         self._since_recluster = 0  # windows assigned since the buffer was last re-clustered
-        self._centroids: dict[int, np.ndarray] = {}  # label -> (dim,) unit centroid in the buffer
+        # speakers of the last re-clustering: labels (s,) and unit centroids (s, dim) of their
+        # buffered vectors, for the windows until the next one
+        self._centroid_labels = np.zeros(0, dtype=int)
+        self._centroids = np.zeros((0, 0))
         self._keys: deque[LocalKey] = deque()
         self._vectors: deque[np.ndarray] = deque()  # (dim,) unit vectors, aligned with _keys
         self._labels: dict[LocalKey, int] = {}  # current label of each buffered key
@@ -140,7 +143,7 @@ class OnlineClustering:
         for k, vector in zip(local, vectors):
             self._remember((window_index, int(k)), vector)
         self._since_recluster += 1
-        if self._since_recluster < self.recluster_every and self._centroids:
+        if self._since_recluster < self.recluster_every and len(self._centroid_labels):
             labels[local] = self._nearest(vectors)
             for k, label in zip(local, labels[local]):
                 self._labels[(window_index, int(k))] = int(label)
@@ -148,7 +151,9 @@ class OnlineClustering:
         self._since_recluster = 0
         previous = dict(self._labels)
         self._labels = self._recluster()
-        self._centroids = self._buffer_centroids()
+        sums = self._buffer_sums()
+        self._centroid_labels = np.fromiter(sums, dtype=int, count=len(sums))
+        self._centroids = _normalize(np.stack(list(sums.values()))) if sums else np.zeros((0, 0))
         for k in local:
             labels[k] = self._labels[(window_index, int(k))]
         relabels = {
@@ -162,20 +167,19 @@ class OnlineClustering:
         """Labels (active,) of the closest buffer centroids for unit vectors (active, dim),
         one speaker each (cannot-link); -1 for vectors left without one. Used between two
         re-clusterings, which may relabel them."""
-        known = sorted(self._centroids)
-        similarity = vectors @ np.stack([self._centroids[label] for label in known]).T
         labels = np.full(len(vectors), -1, dtype=int)
-        rows, cols = linear_sum_assignment(-similarity)
-        labels[rows] = np.asarray(known)[cols]
+        rows, cols = linear_sum_assignment(-(vectors @ self._centroids.T))
+        labels[rows] = self._centroid_labels[cols]
         return labels
 
-    def _buffer_centroids(self) -> dict[int, np.ndarray]:
+    def _buffer_sums(self) -> dict[int, np.ndarray]:
+        """label -> (dim,) sum of the buffered vectors that carry it."""
         sums: dict[int, np.ndarray] = {}
         for key, vector in zip(self._keys, self._vectors):
             label = self._labels[key]
             if label >= 0:
                 sums[label] = sums.get(label, 0.0) + vector
-        return {label: _normalize(total) for label, total in sums.items()}
+        return sums
 
     def _remember(self, key: LocalKey, vector: np.ndarray) -> None:
         self._keys.append(key)
@@ -245,7 +249,10 @@ class OnlineClustering:
             if overlap[row, col] > 0:
                 mapping[int(large[row])] = known[col]
         next_label = max([*known, *self._sums, -1]) + 1
-        histories = self._histories(keys)
+        # every vector that carried each label: departed, then buffered
+        histories = dict(self._sums)
+        for label, total in self._buffer_sums().items():
+            histories[label] = histories.get(label, 0.0) + total
         for c in large:
             if c in mapping:
                 continue
@@ -261,15 +268,6 @@ class OnlineClustering:
                 mapping[int(c)] = next_label
                 next_label += 1
         return mapping
-
-    def _histories(self, keys: list[LocalKey]) -> dict[int, np.ndarray]:
-        """label -> (dim,) sum of every vector that carried it: departed, then buffered."""
-        histories = dict(self._sums)
-        for key, vector in zip(keys, self._vectors):
-            label = self._labels[key]
-            if label >= 0:
-                histories[label] = histories.get(label, 0.0) + vector
-        return histories
 
     def _separate_window_mates(
         self, keys: list[LocalKey], vectors: np.ndarray, labels: dict[LocalKey, int]
