@@ -5,6 +5,7 @@ import os
 import warnings
 from pathlib import Path
 
+import lightning
 import numpy as np
 import pytest
 import soundfile
@@ -12,7 +13,8 @@ import torch
 
 os.environ["PYANNOTE_METRICS_ENABLED"] = "0"
 
-from pyannote.audio import Inference  # noqa: E402
+from pyannote.audio import Inference, Model  # noqa: E402
+from pyannote.audio.core.task import Problem, Resolution, Specifications  # noqa: E402
 
 from streamdiar.core.pyannote_backend import PyannoteBackend  # noqa: E402
 from streamdiar.core.pyannote_models import (  # noqa: E402
@@ -162,10 +164,59 @@ def test_invalid_checkpoint_is_refused(tmp_path: Path) -> None:
     assert len(str(error.value).splitlines()) == 1
 
 
-def test_cli_diarizes_with_random_weights(run_cli, shared_data: Path, tmp_path: Path) -> None:
+def save_checkpoint(model: Model, path: Path) -> Path:
+    """`model` saved as pyannote.audio saves a trained one (a Lightning checkpoint with the
+    model's class, hyper-parameters and specifications)."""
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": dict(model.hparams),
+        "pytorch-lightning_version": lightning.__version__,
+    }
+    model.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The random-weights models (the same seeded weights as --random-weights) as checkpoint
+    files: segmentation, embedding."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    segmentation, embedding = load_models(ModelSource(random_weights=True))
+    embedding.specifications = Specifications(
+        problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=1.0
+    )  # as the hub's checkpoint records it
+    return (
+        save_checkpoint(segmentation, folder / "segmentation.bin"),
+        save_checkpoint(embedding, folder / "embedding.bin"),
+    )
+
+
+def test_local_checkpoints_load_the_models_they_hold(checkpoints: tuple[Path, Path]) -> None:
+    loaded = load_models(ModelSource(segmentation=checkpoints[0], embedding=checkpoints[1]))
+    for model, expected in zip(loaded, load_models(ModelSource(random_weights=True))):
+        assert type(model) is type(expected) and not model.training
+        for (name, value), reference in zip(
+            model.state_dict().items(), expected.state_dict().values()
+        ):
+            assert torch.equal(value, reference), name
+
+
+def test_checkpoints_swapped_are_refused(checkpoints: tuple[Path, Path]) -> None:
+    with pytest.raises(ModelSourceError, match="is not a powerset segmentation model"):
+        load_models(ModelSource(segmentation=checkpoints[1], embedding=checkpoints[0]))
+
+
+def excerpt(shared_data: Path, folder: Path, start: int, seconds: int) -> Path:
+    """`seconds` of sample.wav from `start` (s), as call.wav in `folder`."""
     samples, rate = soundfile.read(shared_data / "dev" / "sample.wav", dtype="float32")
-    audio = tmp_path / "call.wav"
-    soundfile.write(audio, samples[: 5 * rate], rate)  # one window
+    audio = folder / "call.wav"
+    soundfile.write(audio, samples[start * rate : (start + seconds) * rate], rate)
+    return audio
+
+
+def test_cli_diarizes_with_random_weights(run_cli, shared_data: Path, tmp_path: Path) -> None:
+    audio = excerpt(shared_data, tmp_path, 0, 5)  # one window
     rttm = tmp_path / "out.rttm"
 
     result = run_cli(
@@ -181,3 +232,22 @@ def test_cli_diarizes_with_random_weights(run_cli, shared_data: Path, tmp_path: 
         fields = line.split()
         assert fields[0] == "SPEAKER" and fields[1] == "call"
         assert 0 <= float(fields[3]) and float(fields[3]) + float(fields[4]) <= 5.0 + 1e-3
+
+
+def test_cli_diarizes_with_local_checkpoints_as_with_the_models_they_hold(
+    run_cli, shared_data: Path, checkpoints: tuple[Path, Path], tmp_path: Path
+) -> None:
+    call = excerpt(shared_data, tmp_path, 6, 10)  # where the untrained models hear 2 turns
+    outputs = []
+    for name, source in [
+        ("random", ["--random-weights"]),
+        ("local", ["--segmentation", checkpoints[0], "--embedding", checkpoints[1]]),
+    ]:
+        rttm = tmp_path / f"{name}.rttm"
+        result = run_cli(
+            "diarize", call, "--backend", "pyannote", *source, "--device", "cpu",
+            "--rttm", rttm, "--progress", "none", extra_env=OFFLINE,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs.append(rttm.read_text())
+    assert outputs[0] and outputs[0] == outputs[1]
