@@ -60,18 +60,50 @@ def mapped_accuracy(labels: list[str], names: list[str]) -> float:
     return best / len(names)
 
 
-@pytest.fixture(scope="module")
-def merged(run_cli, shared_data, tmp_path_factory):
-    """The one diarization of sample.wav in this module: `transcript` to SRT and RTTM."""
-    out = tmp_path_factory.mktemp("transcript")
+PYANNOTE_CHECKPOINTS = ("STREAMDIAR_TEST_SEGMENTATION", "STREAMDIAR_TEST_EMBEDDING")
+
+
+def transcribe_sample(run_cli, shared_data: Path, out: Path, *backend: str) -> Path:
+    """`transcript` of sample.wav to out/out.srt and out/out.rttm with the given backend flags."""
     result = run_cli(
         "transcript", shared_data / "dev" / "sample.wav",
         "--whisper", FIXTURES / "openai_whisper.json",
         "-o", out / "out.srt", "--rttm", out / "out.rttm",
-        "--speaker-names", "SPEAKER_00=Alice", "--progress", "none", "--device", "cpu",
+        "--speaker-names", "SPEAKER_00=Alice", "--progress", "none", "--device", "cpu", *backend,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def merged(run_cli, shared_data, tmp_path_factory):
+    """The one diarization of sample.wav in this module by the default backend."""
+    return transcribe_sample(run_cli, shared_data, tmp_path_factory.mktemp("transcript"))
+
+
+@pytest.fixture(scope="module")
+def merged_by_pyannote(run_cli, shared_data, tmp_path_factory):
+    """The diarization of sample.wav by the pyannote backend with its trained models, where
+    their checkpoints are on the machine."""
+    paths = [os.environ.get(name) for name in PYANNOTE_CHECKPOINTS]
+    if not all(paths):
+        pytest.skip(
+            f"needs the trained pyannote models: set {' and '.join(PYANNOTE_CHECKPOINTS)} to "
+            "the pytorch_model.bin of pyannote/segmentation-3.0 and "
+            "pyannote/wespeaker-voxceleb-resnet34-LM"
+        )
+    out = tmp_path_factory.mktemp("transcript-pyannote")
+    return transcribe_sample(
+        run_cli, shared_data, out,
+        "--backend", "pyannote", "--segmentation", paths[0], "--embedding", paths[1],
+    )  # fmt: skip
+
+
+def stm_accuracy(turns: list[Turn], shared_data: Path, name: str) -> float:
+    """Share of sample.stm's utterances that fixture `name` merged with `turns` gives the
+    speaker the STM names, after the best mapping of labels to names."""
+    labels = utterance_speakers(turns, read_transcript(FIXTURES / name))
+    return mapped_accuracy(labels, [u[2] for u in stm_utterances(shared_data)])
 
 
 def test_every_fixture_holds_the_13_utterances_of_the_stm(shared_data):
@@ -86,11 +118,8 @@ def test_every_fixture_holds_the_13_utterances_of_the_stm(shared_data):
 @pytest.mark.parametrize("name", FORMATS)
 def test_fixture_with_the_reference_turns_names_the_stm_speakers(shared_data, name):
     """The aligner itself: given the true turns of sample.rttm, every utterance is right."""
-    utterances = stm_utterances(shared_data)
-    labels = utterance_speakers(
-        rttm_turns(shared_data / "dev" / "sample.rttm"), read_transcript(FIXTURES / name)
-    )
-    assert mapped_accuracy(labels, [u[2] for u in utterances]) >= 0.85
+    turns = rttm_turns(shared_data / "dev" / "sample.rttm")
+    assert stm_accuracy(turns, shared_data, name) == 1.0
 
 
 @pytest.mark.parametrize("name", FORMATS)
@@ -111,9 +140,14 @@ def test_every_format_labels_like_the_stm_times_with_the_diarization(merged, sha
 )
 @pytest.mark.parametrize("name", FORMATS)
 def test_fixture_with_the_diarization_names_the_stm_speakers(merged, shared_data, name):
-    utterances = stm_utterances(shared_data)
-    labels = utterance_speakers(rttm_turns(merged / "out.rttm"), read_transcript(FIXTURES / name))
-    assert mapped_accuracy(labels, [u[2] for u in utterances]) >= 0.85
+    assert stm_accuracy(rttm_turns(merged / "out.rttm"), shared_data, name) >= 0.85
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_fixture_with_the_pyannote_diarization_names_the_stm_speakers(
+    merged_by_pyannote, shared_data, name
+):
+    assert stm_accuracy(rttm_turns(merged_by_pyannote / "out.rttm"), shared_data, name) >= 0.85
 
 
 def test_transcript_writes_srt_cues_with_the_committed_speakers(merged):
