@@ -185,7 +185,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     segmentation, embedding = load_models(ModelSource(random_weights=True))
     embedding.specifications = Specifications(
         problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=1.0
-    )  # as the hub's checkpoint records it
+    )  # a checkpoint records them; the untrained encoder is built without any
     return (
         save_checkpoint(segmentation, folder / "segmentation.bin"),
         save_checkpoint(embedding, folder / "embedding.bin"),
