@@ -5,6 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from threadpoolctl import threadpool_limits
 
 import streamdiar
@@ -14,6 +15,17 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PROJECT_ROOT = Path(streamdiar.__file__).resolve().parents[1]
 
 RunCli = Callable[..., subprocess.CompletedProcess]
+
+# Hypothesis profiles. "ci", the default (`make test`, CI): the same examples on every run, from
+# a fixed seed and no example database, so that the suite passes or fails the same way on every
+# run and machine; no deadline (a busy machine is slow, not wrong); a failure prints the blob that
+# @reproduce_failure needs. "dev", chosen with HYPOTHESIS_PROFILE=dev: new random examples on
+# each run, and failures found are kept in .hypothesis/ and tried first next time.
+# Per-test @settings inherit what they do not set from the loaded profile (loaded here, before
+# the test modules are imported).
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

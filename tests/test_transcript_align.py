@@ -1,12 +1,13 @@
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
+from random import Random
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from streamdiar.core.types import SAMPLE_RATE, Turn
-from streamdiar.transcript.align import align
+from streamdiar.transcript.align import Claim, align, pick_speaker
 from streamdiar.transcript.live import LiveAligner, Transcriber, transcribe_into
 from streamdiar.transcript.types import UNKNOWN_SPEAKER, Segment, Word
 
@@ -49,6 +50,32 @@ def test_overlapped_speech_keeps_the_dominant_speaker_and_records_the_other():
     assert touching.others == ()  # a speaker change is not overlapped speech
 
 
+def test_the_tie_rule_most_overlap_then_nearest_then_first_started_then_label():
+    assert pick_speaker([]) is None
+    assert pick_speaker([Claim("A", 0.3, 0.0, 0.0), Claim("B", 0.5, 0.0, 1.0)]).speaker == "B"
+    assert pick_speaker([Claim("A", 0.0, 0.4, 0.0), Claim("B", 0.0, 0.2, 1.0)]).speaker == "B"
+    assert pick_speaker([Claim("A", 0.2, 0.0, 0.5), Claim("B", 0.2, 0.0, 0.1)]).speaker == "B"
+    assert pick_speaker([Claim("B", 0.2, 0.0, 0.1), Claim("A", 0.2, 0.0, 0.1)]).speaker == "A"
+    # 0.4 - 0.3 == 0.10000000000000003: float rounding breaks no tie
+    assert pick_speaker([Claim("A", 0.4 - 0.3, 0.0, 0.3), Claim("B", 0.1, 0.0, 0.1)]).speaker == "B"
+
+
+def test_ties_in_words_go_to_the_speaker_already_talking_then_to_the_first_label():
+    overlap_tie = [Turn(0.1, 0.3, "B"), Turn(0.3, 0.5, "A")]
+    (word,) = align(overlap_tie, [Segment(0.2, 0.4, "x")])
+    assert word.speaker == "B"
+    gap_tie = [Turn(0.0, 0.1, "B"), Turn(0.6, 0.7, "A")]
+    (word,) = align(gap_tie, [Segment(0.3, 0.4, "x")])
+    assert word.speaker == "B"
+    interrupted = [Turn(0.0, 3.0, "B"), Turn(1.0, 2.0, "A")]
+    (word,) = align(interrupted, [Segment(1.2, 1.8, "x")])
+    assert (word.speaker, word.others) == ("B", ("A",))
+    same = [Turn(0.0, 0.1, "B"), Turn(0.0, 0.1, "A")]  # words of no length: the turns
+    # holding their instant, not one ending there
+    instant = [Segment(0.0, 0.0, "x"), Segment(0.1, 0.1, "y")]
+    assert [w.speaker for w in align(same + [Turn(0.1, 0.2, "C")], instant)] == ["A", "C"]
+
+
 turn_lists = st.lists(
     st.tuples(st.integers(0, 400), st.integers(1, 60), st.sampled_from("ABC")), max_size=12
 ).map(lambda ts: [Turn(s / 10, (s + d) / 10, f"SPEAKER_{k}") for s, d, k in ts])
@@ -62,6 +89,11 @@ segment_lists = st.lists(
 
 @settings(max_examples=150, deadline=None)
 @given(turn_lists, segment_lists, st.randoms(use_true_random=False))
+@example(  # a word of no length where a turn not yet pushed starts at the commit point
+    turns=[Turn(0.0, 0.1, "SPEAKER_B"), Turn(0.0, 0.1, "SPEAKER_A")],
+    segments=[segment((0.0, 0.0, "w0"))],
+    random=Random(0),  # pushes the segment between the two turns
+)
 def test_live_labels_like_the_whole_file_in_any_order(turns, segments, random):
     """Turns in commit order (as the stitcher emits them), segments pushed at random moments:
     each segment comes out once, labelled as with all turns known."""
@@ -102,6 +134,15 @@ def test_a_segment_waits_until_the_diarization_is_final_over_it():
     assert aligner.commit(4.0) == []  # a turn may still start at 4.0, as near as 1 s
     (gap,) = aligner.commit(4.1)
     assert gap.speaker == "A"  # 0.5 s from A's turn, 0.6 s from B's
+
+
+def test_a_closed_turn_is_not_counted_twice_with_its_open_part():
+    aligner = LiveAligner()
+    aligner.commit(2.0, [Turn(0.0, 2.0, "B"), Turn(1.0, 2.0, "A")])
+    aligner.push_turn(Turn(1.0, 2.0, "A"))  # closed before the next commit
+    (live,) = aligner.push_segment(Segment(1.2, 1.8, "x"))
+    (whole,) = align([Turn(0.0, 3.0, "B"), Turn(1.0, 2.0, "A")], [Segment(1.2, 1.8, "x")])
+    assert live.speaker == whole.speaker == "B"
 
 
 class FakeTranscriber:

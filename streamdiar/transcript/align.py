@@ -1,7 +1,9 @@
 """Who said each word: the speaker whose turns overlap it most.
 
 A word no turn overlaps gets the speaker of the nearest turn within `tolerance` seconds, else
-UNKNOWN_SPEAKER. A segment whose words change speaker is split at each change. Where two
+UNKNOWN_SPEAKER. A turn holds [start, end): a word of no length is overlapped by the turns
+holding its instant (one starting there, not one ending there). Ties are broken by one rule,
+`pick_speaker`. A segment whose words change speaker is split at each change. Where two
 speakers talk at once, the dominant one labels the word and the other is recorded in `others`.
 A segment without word times is labelled as one word.
 """
@@ -22,6 +24,7 @@ from streamdiar.transcript.types import (
 )
 
 DEFAULT_TOLERANCE = 1.0  # s
+TIME_RESOLUTION = 1e-6  # s: times closer than this are the same time
 
 
 class TurnIndex:
@@ -54,36 +57,86 @@ class WordLabel:
     overlapped: bool  # False: labelled by the nearest turn (or unknown)
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What one speaker's turns have on a word."""
+
+    speaker: str
+    overlap: float  # s of the word they cover; a word of no length: how many hold its instant
+    gap: float  # s between the word and the nearest of them, 0 when one overlaps or touches it
+    start: float  # s, the earliest start of those that count: the overlapping, else the nearest
+
+
+def _ticks(seconds: float) -> int:
+    return round(seconds / TIME_RESOLUTION)
+
+
+def _rank(claim: Claim) -> tuple[int, int, int, str]:
+    return (-_ticks(claim.overlap), _ticks(claim.gap), _ticks(claim.start), claim.speaker)
+
+
+def pick_speaker(claims: Iterable[Claim]) -> Claim | None:
+    """The winning claim, or None without any: the tie rule, the only place a speaker is picked.
+
+    Most overlap, then (no turn overlapping) the nearest turn, then the turn that started first
+    (the speaker already talking keeps the word), then the label that sorts first. Seconds are
+    compared in whole TIME_RESOLUTION steps, so that float rounding (0.3 - 0.2 < 0.1) decides
+    nothing, and the order of the claims does not matter: the whole file and a live stream,
+    which see the same turns in other orders, agree.
+    """
+    return min(claims, key=_rank, default=None)
+
+
 def _overlap(a_start: float, a_end: float, b_start: float, b_end: float) -> float:
     return max(0.0, min(a_end, b_end) - max(a_start, b_start))
 
 
+def _held(turn: Turn, start: float, end: float) -> float:
+    if end == start:
+        return 1.0 if turn.start <= start < turn.end else 0.0
+    return _overlap(start, end, turn.start, turn.end)
+
+
+def _gap(turn: Turn, start: float, end: float) -> float:
+    return max(turn.start - end, start - turn.end, 0.0)
+
+
+def _claim(speaker: str, mine: list[Turn], start: float, end: float) -> Claim:
+    held = [(_held(t, start, end), t) for t in mine]
+    gap = min(_gap(t, start, end) for t in mine)
+    counting = [t for h, t in held if h > 0] or [t for t in mine if _gap(t, start, end) == gap]
+    return Claim(speaker, sum(h for h, _ in held), gap, min(t.start for t in counting))
+
+
+def _claims(turns: list[Turn], start: float, end: float, tolerance: float) -> list[Claim]:
+    """A claim per speaker whose turns overlap [start, end] or come within `tolerance` of it."""
+    by_speaker: dict[str, list[Turn]] = {}
+    for turn in turns:
+        by_speaker.setdefault(turn.speaker, []).append(turn)
+    claims = [_claim(speaker, mine, start, end) for speaker, mine in by_speaker.items()]
+    return [c for c in claims if _ticks(c.gap) <= _ticks(tolerance)]
+
+
+def _talking_over(turns: list[Turn], speaker: str, start: float, end: float) -> tuple[str, ...]:
+    """The other speakers whose turns overlap `speaker`'s within [start, end]."""
+    mine = [t for t in turns if t.speaker == speaker]
+    over = {
+        t.speaker
+        for t in turns
+        if t.speaker != speaker
+        and any(_overlap(max(start, m.start), min(end, m.end), t.start, t.end) > 0 for m in mine)
+    }
+    return tuple(sorted(over))
+
+
 def label_span(turns: list[Turn], start: float, end: float, tolerance: float) -> WordLabel:
     """The speaker of [start, end] among `turns` (those near it, see TurnIndex.near)."""
-    spoken: dict[str, float] = {}
-    for turn in turns:
-        seconds = _overlap(start, end, turn.start, turn.end)
-        spoken[turn.speaker] = spoken.get(turn.speaker, 0.0) + seconds
-    spoken = {speaker: seconds for speaker, seconds in spoken.items() if seconds > 0}
-    if not spoken and end == start:  # a word without duration: the turn around its instant
-        spoken = {t.speaker: 1.0 for t in turns if t.start <= start < t.end}
-    if spoken:
-        dominant = max(sorted(spoken), key=spoken.__getitem__)
-        mine = [t for t in turns if t.speaker == dominant]
-        others = sorted(
-            {
-                t.speaker
-                for t in turns
-                if t.speaker != dominant
-                and any(
-                    _overlap(max(start, m.start), min(end, m.end), t.start, t.end) > 0 for m in mine
-                )
-            }
-        )
-        return WordLabel(dominant, tuple(others), True)
-    distances = [(max(t.start - end, start - t.end, 0.0), t.speaker) for t in turns]
-    nearest = min(((d, s) for d, s in distances if d <= tolerance), default=None)
-    return WordLabel(nearest[1] if nearest else UNKNOWN_SPEAKER, (), False)
+    best = pick_speaker(_claims(turns, start, end, tolerance))
+    if best is None:
+        return WordLabel(UNKNOWN_SPEAKER, (), False)
+    if _ticks(best.overlap) == 0:
+        return WordLabel(best.speaker, (), False)
+    return WordLabel(best.speaker, _talking_over(turns, best.speaker, start, end), True)
 
 
 def label_segment(
@@ -101,10 +154,9 @@ def label_segment(
     labelled = []
     all_overlapped = True
     for word in words:
-        near = index.near(word.start, word.end, tolerance)
-        near += [
-            t for t in extra if t.end >= word.start - tolerance and t.start <= word.end + tolerance
-        ]
+        reach = tolerance + TIME_RESOLUTION  # the claims decide, in whole steps
+        near = index.near(word.start, word.end, reach)
+        near += [t for t in extra if t.end >= word.start - reach and t.start <= word.end + reach]
         label = label_span(near, word.start, word.end, tolerance)
         all_overlapped &= label.overlapped
         labelled.append(LabelledWord(word, label.speaker, label.others))

@@ -1,11 +1,12 @@
 """Labelled segments as soon as both diarization and transcription cover them.
 
 Turns and transcript segments are pushed in any order; the diarizer says how far its timeline
-is final (`commit`). A segment comes out once the timeline is final to its end, or, when a
-word of it has no overlapping turn and so takes the nearest one, to `tolerance` s past its
-end (a turn starting by then may be nearer); `finish` releases the rest. Segments come out
-in the order of their starts (a segment waits for the pending ones before it), each once,
-never relabelled.
+is final (`commit`). A segment comes out once the timeline is final past its end (a turn
+starting right at its end would hold a word of no length there), or, when a word of it has no
+overlapping turn and so takes the nearest one, more than `tolerance` s past its end (a turn
+starting by then may be nearer); `finish` releases the rest. Segments come out in the order
+of their starts (a segment waits for the pending ones before it), each once, never relabelled,
+with the labels `align` gives with all turns known (both pick speakers with `pick_speaker`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import numpy as np
 
 from streamdiar.core.types import Turn
 from streamdiar.stream.tee import Tee
-from streamdiar.transcript.align import DEFAULT_TOLERANCE, TurnIndex, label_segment
+from streamdiar.transcript.align import (
+    DEFAULT_TOLERANCE,
+    TIME_RESOLUTION,
+    TurnIndex,
+    label_segment,
+)
 from streamdiar.transcript.types import LabelledSegment, Segment
 
-
-_EPSILON = 1e-6  # s: a turn starting exactly `tolerance` after a segment counts as near it
 COMMIT_POLL_SECONDS = 0.1
 
 # How far the diarization is final, and the final part of the turns still open (see commit)
@@ -57,6 +61,7 @@ class LiveAligner:
     def push_turn(self, turn: Turn) -> list[LabelledSegment]:
         """A committed (closed) turn; returns the segments this makes ready."""
         self._closed.add(turn)
+        self._open = _without(self._open, turn)
         return self._ready()
 
     def push_segment(self, segment: Segment) -> list[LabelledSegment]:
@@ -79,17 +84,24 @@ class LiveAligner:
         ready: list[LabelledSegment] = []
         waiting: list[Segment] = []
         for segment in sorted(self._pending, key=lambda s: s.start):
-            if not waiting and (self._finished or self._committed >= segment.end):
+            if not waiting and (self._finished or self._committed > segment.end):
                 pieces, overlapped = label_segment(
                     self._closed, segment, self.tolerance, self._open
                 )
-                nearest_final = self._committed > segment.end + self.tolerance + _EPSILON
+                # a turn starting exactly `tolerance` after the segment is near it
+                nearest_final = self._committed > segment.end + self.tolerance + TIME_RESOLUTION
                 if overlapped or self._finished or nearest_final:
                     ready.extend(pieces)
                     continue
             waiting.append(segment)  # and the segments after it, so that all come out in order
         self._pending = waiting
         return ready
+
+
+def _without(open_turns: Sequence[Turn], closed: Turn) -> Sequence[Turn]:
+    """The open turns but the part of `closed` (a closed turn starts as its open part did), so
+    that until the next commit it is not counted twice."""
+    return tuple(t for t in open_turns if (t.start, t.speaker) != (closed.start, closed.speaker))
 
 
 async def transcribe_into(
