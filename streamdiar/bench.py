@@ -24,6 +24,7 @@ from pathlib import Path
 
 from streamdiar.errors import UserError
 from streamdiar.model_flags import add_model_flags
+from streamdiar.settings import BACKENDS
 from streamdiar.stream.sinks import OutputError
 from streamdiar.synthetic import SynthesisError, generate_conversation
 
@@ -149,9 +150,11 @@ def markdown_table(rows: list[dict], machine: str, date: str) -> str:
 def _bench(args: argparse.Namespace) -> int:
     if (args.batch_size is not None and args.batch_size < 1) or args.speakers < 1:
         raise UserError("--batch-size and --speakers must be at least 1")
-    unknown = set(args.backend) - {"embedded", "pyannote"}
+    unknown = set(args.backend) - set(BACKENDS)
     if unknown:
-        raise UserError(f"unknown backend {sorted(unknown)[0]!r}: choose from embedded, pyannote")
+        raise UserError(
+            f"unknown backend {sorted(unknown)[0]!r}: choose from {', '.join(BACKENDS)}"
+        )
     unknown = set(args.modes) - {"file", "streaming"}
     if unknown:
         raise UserError(f"unknown mode {sorted(unknown)[0]!r}: choose from file, streaming")
@@ -197,7 +200,12 @@ def add_bench_command(
     )
     bench.set_defaults(run=_bench)
     add = bench.add_argument
-    add("--backend", type=_names, default=["embedded"], help="comma-separated (default: embedded)")
+    add(
+        "--backend",
+        type=_names,
+        default=[BACKENDS[0]],
+        help=f"comma-separated, of {', '.join(BACKENDS)} (default: {BACKENDS[0]})",
+    )
     add("--device", type=_names, default=["cpu"], help="comma-separated devices (default: cpu)")
     add_model_flags(bench)
     add(

@@ -26,6 +26,7 @@ import numpy as np
 from streamdiar.core.types import SAMPLE_RATE, Turn
 from streamdiar.memory import fix_mmap_threshold
 from streamdiar.model_flags import add_model_flags, model_source
+from streamdiar.settings import BACKENDS
 
 if TYPE_CHECKING:
     from pyannote.audio.pipelines import SpeakerDiarization
@@ -184,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--audio", type=Path, required=True)
     parser.add_argument("--reference", type=Path, help="reference RTTM, for the DER")
     parser.add_argument("--mode", choices=MODES, default="file")
-    parser.add_argument("--backend", choices=("embedded", "pyannote"), default="embedded")
+    parser.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0])
     add_model_flags(parser)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, help="default: chosen for the device")

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from streamdiar.core.pyannote_models import ModelSource
-from streamdiar.settings import LATENCY_RANGE
+from streamdiar.settings import BACKENDS, LATENCY_RANGE
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +34,11 @@ def model_source(args: argparse.Namespace) -> ModelSource:
 def add_diarization_flags(parser: argparse.ArgumentParser) -> None:
     """--backend, --device, the model flags and --latency."""
     add = parser.add_argument
-    add("--backend", default="embedded", help="diarization models (default: embedded)")
+    add(
+        "--backend",
+        default=BACKENDS[0],
+        help=f"diarization models: {', '.join(BACKENDS)} (default: {BACKENDS[0]})",
+    )
     add("--device", help="auto, cuda, mps or cpu (default: $STREAMDIAR_DEVICE, else auto)")
     add_model_flags(parser)
     low, high = LATENCY_RANGE

