@@ -193,7 +193,7 @@ BAD = {
     "latency-not-a-number": (["diarize", "{speech}", "--latency", "soon"], 2, "invalid float value: 'soon'"),
     "device-tpu": (["diarize", "{speech}", "--device", "tpu"], 2, "unknown device 'tpu'"),
     "step-longer-than-window": (
-        ["diarize", "{speech}", "--step", "3"], 2, "step (3 s) must not exceed the window (2 s)"
+        ["diarize", "{speech}", "--step", "9"], 2, "step (9 s) must not exceed the window (8 s)"
     ),
     "infinite-window": (["diarize", "{speech}", "--window", "inf"], 2, "window must be a finite number"),
     "batch-size-0": (["diarize", "{speech}", "--batch-size", "0"], 2, "batch size must be at least 1"),

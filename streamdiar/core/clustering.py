@@ -84,8 +84,9 @@ class OnlineClustering:
 
     Memory: `buffer_size` recent vectors and one running sum per speaker. Clusters closer
     than `merge_distance` are merged, and a cluster becomes a new speaker only with at least
-    `min_evidence` members (strong, repeated evidence); smaller clusters join their nearest
-    speaker: splitting one voice costs more than merging two. Two local speakers of one window never share a label.
+    `min_evidence` members (strong, repeated evidence), except the stream's first speaker;
+    smaller clusters join their nearest speaker: splitting one voice costs more than merging
+    two. Two local speakers of one window never share a label.
     """
 
     def __init__(
@@ -203,14 +204,17 @@ class OnlineClustering:
                 min_neighbours=2 * self.min_evidence,
             ),
         )
+        # The first voice is a speaker at once: until there is one, speech is committed without
+        # a label (missed), for as long as the backend's first window lasts.
+        required = self.min_evidence if self.num_speakers else 1
         sizes = np.bincount(clusters)
-        if sizes.max() < self.min_evidence:
+        if sizes.max() < required:
             return {key: -1 for key in keys}
         centroids = _normalize(np.stack([vectors[clusters == c].sum(0) for c in range(len(sizes))]))
         # clusters too small to be a speaker join the nearest large one
-        large = np.flatnonzero(sizes >= self.min_evidence)
+        large = np.flatnonzero(sizes >= required)
         nearest_large = large[np.argmax(centroids @ centroids[large].T, axis=1)]
-        clusters = np.where(sizes[clusters] >= self.min_evidence, clusters, nearest_large[clusters])
+        clusters = np.where(sizes[clusters] >= required, clusters, nearest_large[clusters])
         mapping = self._map_clusters(keys, clusters, large, centroids)
         labels = {key: mapping[c] for key, c in zip(keys, clusters)}
         return self._separate_window_mates(keys, vectors, labels)
