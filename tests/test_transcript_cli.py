@@ -132,15 +132,10 @@ def test_every_format_labels_like_the_stm_times_with_the_diarization(merged, sha
     )
 
 
-@pytest.mark.xfail(
-    reason="the embedded backend's diarization of sample.wav gets 8 of 13 utterances "
-    "(61.5 %): it misses Sheila's short turns at 7.6 s and 9.8 s and hears each change of "
-    "speaker 0.7-1.5 s late; with the reference turns every format scores 13 of 13",
-    strict=True,
-)
 @pytest.mark.parametrize("name", FORMATS)
 def test_fixture_with_the_diarization_names_the_stm_speakers(merged, shared_data, name):
-    assert stm_accuracy(rttm_turns(merged / "out.rttm"), shared_data, name) >= 0.85
+    """The default backend's streamed diarization: at least 12 of the 13 utterances."""
+    assert round(13 * stm_accuracy(rttm_turns(merged / "out.rttm"), shared_data, name)) >= 12
 
 
 @pytest.mark.parametrize("name", FORMATS)
