@@ -124,9 +124,9 @@ def markdown_table(rows: list[dict], machine: str, date: str) -> str:
     lines = [
         f"Measured on {machine}, {date}.",
         "",
-        "| backend | device | mode | audio | real-time factor | peak RSS | decode | segmentation "
-        "| embedding | clustering | speakers | DER |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| backend | device | mode | audio | real-time factor | model per batch (median) "
+        "| peak RSS | decode | segmentation | embedding | clustering | speakers | DER |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         split = ["—"] * 4
@@ -139,9 +139,10 @@ def markdown_table(rows: list[dict], machine: str, date: str) -> str:
                 )
             ]  # fmt: skip
         der = row.get("der")
+        batch = f"{row['batch_ms_median']:.0f} ms" if "batch_ms_median" in row else "—"
         lines.append(
             f"| {row['backend']} | {row['device']} | {row['mode']} | {_duration(row['audio_seconds'])} "
-            f"| {row['rtf']:.3f} | {row['peak_rss_mb']:.0f} MB | {' | '.join(split)} "
+            f"| {row['rtf']:.3f} | {batch} | {row['peak_rss_mb']:.0f} MB | {' | '.join(split)} "
             f"| {row.get('speakers', '—')} | {'—' if der is None else f'{100 * der:.1f} %'} |"
         )
     return "\n".join(lines) + "\n"

@@ -25,20 +25,21 @@ def test_bench_writes_markdown_and_json_rows(run_cli, tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(report_path.read_text())
     assert [(row["mode"], row["batch_size"]) for row in report["rows"]] == [
-        ("file", 32),
+        ("file", 4),
         ("streaming", 1),
     ]
     for row in report["rows"]:
-        assert row["backend"] == "embedded" and row["device"] == "cpu"
+        assert row["backend"] == "campplus" and row["device"] == "cpu"
         assert row["audio_seconds"] == pytest.approx(12)
         assert row["rtf"] == pytest.approx(row["seconds"] / row["audio_seconds"])
         assert 100 < row["peak_rss_mb"] < 8000  # MiB: torch and the models, not bytes or KiB
         stages = ("decode", "segmentation", "embedding", "clustering")
         assert all(row[f"{stage}_seconds"] > 0 for stage in stages)
+        assert 0 < row["batch_ms_median"] < 1000 * row["seconds"]
         assert 0 <= row["der"] <= 1 and 1 <= row["speakers"]
     table = markdown.read_text()
     assert table == result.stdout
-    assert "| embedded | cpu | file | 12 s |" in table and "| embedded | cpu | streaming | 12 s |" in table
+    assert "| campplus | cpu | file | 12 s |" in table and "| campplus | cpu | streaming | 12 s |" in table
     # the audio is generated once and found again by a later run
     assert sorted(p.name for p in (tmp_path / "audio").iterdir()) == [
         "conversation-4spk-12s.rttm",

@@ -22,10 +22,11 @@ def synchronize(device: torch.device) -> None:
 
 
 class StageClock:
-    """Seconds spent in each named stage, summed over calls."""
+    """Seconds spent in each named stage, summed over calls, and each call's own."""
 
     def __init__(self) -> None:
         self.seconds: defaultdict[str, float] = defaultdict(float)
+        self.calls: defaultdict[str, list[float]] = defaultdict(list)
 
     @contextmanager
     def stage(self, name: str, device: torch.device) -> Iterator[None]:
@@ -35,4 +36,6 @@ class StageClock:
             yield
         finally:
             synchronize(device)
-            self.seconds[name] += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            self.seconds[name] += elapsed
+            self.calls[name].append(elapsed)
