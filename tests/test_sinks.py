@@ -143,6 +143,8 @@ def test_timeline_lines_headers_and_colours():
     printer.write("first [bold]file", Turn(12.34, 15.6, "SPEAKER_00"))
     printer.write("first [bold]file", Turn(15.6, 20, "SPEAKER_01"))
     printer.write("second", Turn(0.5, 1, "SPEAKER_00"))
+    printer.write("second", Turn(0.8, 2, "SPEAKER_01"))
+    printer.write("second", Turn(1.5, 3, "SPEAKER_00"))
 
     plain = re.sub(r"\x1b\[[\d;]*m", "", out.getvalue()).splitlines()
     assert plain == [
@@ -151,11 +153,13 @@ def test_timeline_lines_headers_and_colours():
         "  15.60 →  20.00  SPEAKER_01",
         "second",
         "   0.50 →   1.00  SPEAKER_00",
+        "   0.80 →   2.00  SPEAKER_01  overlaps SPEAKER_00 0.80–1.00",
+        "   1.50 →   3.00  SPEAKER_00  overlaps SPEAKER_01 1.50–2.00",
     ]
     colours = re.findall(r"\x1b\[([\d;]+)m(SPEAKER_\d\d)", out.getvalue())
     by_speaker: dict[str, set[str]] = {}
     for colour, speaker in colours:
         by_speaker.setdefault(speaker, set()).add(colour)
-    assert len(colours) == 3
+    assert len(colours) == 5
     assert by_speaker["SPEAKER_00"] != by_speaker["SPEAKER_01"]
     assert all(len(used) == 1 for used in by_speaker.values())

@@ -126,12 +126,14 @@ _PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", 
 
 
 class TimelinePrinter:
-    """Prints turns as a readable timeline, one line each, a colour per speaker."""
+    """Prints turns as a readable timeline, one line each, a colour per speaker. A turn that
+    overlaps a turn printed before it says with whom: overlapped speech shows."""
 
     def __init__(self, console: Console | None = None) -> None:
         self._console = console if console is not None else Console()
         self._colours: dict[str, str] = {}
         self._uri: str | None = None
+        self._latest: dict[str, Turn] = {}  # speaker -> their last turn printed, in this uri
 
     def _colour(self, speaker: str) -> str:
         """Colours go by order of first appearance, so the first speakers never share one."""
@@ -144,9 +146,17 @@ class TimelinePrinter:
         if uri != self._uri:
             self._console.print(Text(uri, style="bold"))
             self._uri = uri
-        self._console.print(
-            Text.assemble(
-                f"{turn.start:7.2f} → {turn.end:6.2f}  ",
-                (turn.speaker, self._colour(turn.speaker)),
-            )
+            self._latest = {}
+        line = Text.assemble(
+            f"{turn.start:7.2f} → {turn.end:6.2f}  ", (turn.speaker, self._colour(turn.speaker))
         )
+        overlapped = [
+            other
+            for other in self._latest.values()
+            if other.speaker != turn.speaker and other.start < turn.end and turn.start < other.end
+        ]
+        for other in sorted(overlapped, key=lambda t: t.speaker):
+            start, end = max(turn.start, other.start), min(turn.end, other.end)
+            line.append(f"  overlaps {other.speaker} {start:.2f}–{end:.2f}", style="dim")
+        self._latest[turn.speaker] = turn
+        self._console.print(line)
