@@ -204,17 +204,16 @@ class OnlineClustering:
                 min_neighbours=2 * self.min_evidence,
             ),
         )
-        # The first voice is a speaker at once: until there is one, speech is committed without
-        # a label (missed), for as long as the backend's first window lasts.
-        required = self.min_evidence if self.num_speakers else 1
         sizes = np.bincount(clusters)
-        if sizes.max() < required:
-            return {key: -1 for key in keys}
         centroids = _normalize(np.stack([vectors[clusters == c].sum(0) for c in range(len(sizes))]))
-        # clusters too small to be a speaker join the nearest large one
-        large = np.flatnonzero(sizes >= required)
+        # Clusters too small to be a speaker join the nearest large one. The largest is always a
+        # speaker: the stream's first voice is one at once (without, its speech would be
+        # committed unlabelled, missed, for as long as the backend's first windows last).
+        large = np.flatnonzero(sizes >= self.min_evidence)
+        if len(large) == 0:
+            large = np.array([np.argmax(sizes)])
         nearest_large = large[np.argmax(centroids @ centroids[large].T, axis=1)]
-        clusters = np.where(sizes[clusters] >= required, clusters, nearest_large[clusters])
+        clusters = np.where(np.isin(clusters, large), clusters, nearest_large[clusters])
         mapping = self._map_clusters(keys, clusters, large, centroids)
         labels = {key: mapping[c] for key, c in zip(keys, clusters)}
         return self._separate_window_mates(keys, vectors, labels)
