@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 # per window; a longer queue would only hide a backlog that capture should drop instead.
 LIVE_QUEUE_WINDOWS = 8
 
+# the exit code when the input device goes away: 1, as for the CLI's other failures at run time
+# (cli.py's EXIT_RUNTIME_ERROR, not imported from there: cli.py imports this module)
+EXIT_DEVICE_LOST = 1
+
 # (model, language or None) -> a loader of the transcriber on the diarizer's device type;
 # both steps raise WhisperError, the first before any audio or model is touched
 TranscriberPreparer = Callable[[str, str | None], Callable[[str], Transcriber]]
@@ -237,9 +241,13 @@ def _live(args: argparse.Namespace, prepare: TranscriberPreparer = prepare_whisp
             jsonl = JsonlWriter()
             writers.append(jsonl if view is None else view)
 
+            written = 0
+
             def on_turn(turn: Turn) -> None:
+                nonlocal written
                 for writer in writers:
                     writer.write(source.name, turn)
+                written += 1
 
             _say(
                 f"listening to {source.name} ({source.samplerate} Hz, {source.channels} ch); "
@@ -251,6 +259,13 @@ def _live(args: argparse.Namespace, prepare: TranscriberPreparer = prepare_whisp
     except (AudioError, MicrophoneError, OutputError, SettingsError, WhisperError) as error:
         raise UserError(str(error)) from error
     _say(summary(capture, talk, transcription))
+    if isinstance(source, Microphone) and capture.stream_ended:  # a device's ends only if it goes
+        turns = f"{written} turn{'' if written == 1 else 's'}"
+        _say(
+            f"error: the input device {source.name!r} went away (after "
+            f"{capture.stats.captured_seconds:.1f} s captured); {turns} written before"
+        )
+        return EXIT_DEVICE_LOST
     return 0
 
 

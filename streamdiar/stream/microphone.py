@@ -1,5 +1,5 @@
 """Live audio capture for the pipeline: a microphone through sounddevice, or a file replayed at
-real-time pace through exactly the same callback.
+real-time pace through exactly the same callback, in blocks of the same length.
 
 The audio callback runs on PortAudio's thread (or the replay thread): it copies the block and
 hands it to the event loop with `call_soon_threadsafe`, nothing more, so it never blocks, never
@@ -23,7 +23,14 @@ from typing import Any, Protocol
 import numpy as np
 import soundfile as sf
 
+from streamdiar.core.types import SAMPLE_RATE
 from streamdiar.stream.sources import AudioError, MonoResampler, probe
+from streamdiar.stream.stderr_filter import STDERR_FILTER
+
+# Each block the callback gets, from a device as from a replayed file, so that the pipeline gets
+# the same blocks from both (left to itself, PortAudio hands over whatever the host delivers:
+# from 1 to a few hundred frames at a time through PulseAudio).
+BLOCK_SECONDS = 0.02
 
 # sounddevice's InputStream callback: (indata (frames, channels) float32, frames, time, status)
 AudioCallback = Callable[[np.ndarray, int, Any, Any], None]
@@ -86,6 +93,9 @@ class Capture:
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stream: InputStream | None = None
+        self._stopping = False
+        # the stream ended by itself: the end of a replayed file, or a device that went away
+        self.stream_ended = False
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -95,6 +105,7 @@ class Capture:
 
     def stop(self) -> None:
         """Stops the stream; blocks() ends after handing out what is queued. Idempotent."""
+        self._stopping = True
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.stop()
@@ -115,7 +126,8 @@ class Capture:
             pass
 
     def _finished(self) -> None:
-        """The stream ended by itself (end of a replayed file, a device gone)."""
+        """The stream ended, stopped by stop() or by itself; runs on the audio thread."""
+        self.stream_ended = not self._stopping
         loop = self._loop
         if loop is None:
             return
@@ -202,21 +214,66 @@ class Microphone:
             raise MicrophoneError(f"{what} (see: streamdiar live --list-devices)") from None
         self._index = info["index"]
         self.name = info["name"]
-        self.samplerate = round(info["default_samplerate"])
-        self.channels = info["max_input_channels"]
+        self.samplerate, self.channels = self._rate_and_channels(
+            round(info["default_samplerate"]), info["max_input_channels"]
+        )
+
+    def _rate_and_channels(self, native_rate: int, max_channels: int) -> tuple[int, int]:
+        """The rate and channel count to capture at: 16 kHz mono where the device converts to
+        it (PulseAudio, PipeWire, ALSA's plug devices, many USB microphones), else mono at the
+        native rate, else the native rate and all channels.
+
+        Sound servers list up to 32 channels for their PortAudio device while their source has
+        one or two: the rest come as copies or silence, and their mean is not the signal."""
+        for rate, channels in ((SAMPLE_RATE, 1), (native_rate, 1)):
+            try:
+                self._sd.check_input_settings(
+                    self._index, channels=channels, dtype="float32", samplerate=rate
+                )
+            except (ValueError, self._sd.PortAudioError):
+                continue
+            return rate, channels
+        return native_rate, max_channels
 
     def open(self, callback: AudioCallback, finished: FinishedCallback) -> InputStream:
         try:
-            return self._sd.InputStream(
+            stream = self._sd.InputStream(
                 device=self._index,
                 samplerate=self.samplerate,
                 channels=self.channels,
                 dtype="float32",
+                blocksize=round(BLOCK_SECONDS * self.samplerate),
                 callback=callback,
                 finished_callback=finished,
             )
         except self._sd.PortAudioError as error:
             raise MicrophoneError(f"cannot open input device {self.name!r}: {error}") from None
+        return _DeviceStream(stream)
+
+
+class _DeviceStream:
+    """A sounddevice.InputStream that keeps the C libraries' lines off the terminal from start
+    to close (see StderrFilter)."""
+
+    def __init__(self, stream: InputStream) -> None:
+        self._stream = stream
+        self._filtering = False
+
+    def start(self) -> None:
+        STDERR_FILTER.start()
+        self._filtering = True
+        self._stream.start()
+
+    def stop(self) -> None:
+        self._stream.stop()  # sounddevice ignores its errors: those of a device gone
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            if self._filtering:
+                self._filtering = False
+                STDERR_FILTER.stop()
 
 
 @dataclass(frozen=True)
@@ -231,7 +288,9 @@ class SimulatedMicrophone:
     callback from a thread that sleeps until each block has been "heard" (at `speed` times
     real time)."""
 
-    def __init__(self, path: Path, speed: float = 1.0, block_seconds: float = 0.02) -> None:
+    def __init__(
+        self, path: Path, speed: float = 1.0, block_seconds: float = BLOCK_SECONDS
+    ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be positive, got {speed}")
         info = probe(path)
