@@ -7,7 +7,7 @@ finished what the stage queued, or the time of one stage would be billed to the 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,12 +21,17 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
+# calls whose own seconds are kept per stage: the last hour of a live stream at a 0.5 s step,
+# so that a session running for days does not grow
+KEPT_CALLS = 7200
+
+
 class StageClock:
-    """Seconds spent in each named stage, summed over calls, and each call's own."""
+    """Seconds spent in each named stage, summed over calls, and the last calls' own."""
 
     def __init__(self) -> None:
         self.seconds: defaultdict[str, float] = defaultdict(float)
-        self.calls: defaultdict[str, list[float]] = defaultdict(list)
+        self.calls: defaultdict[str, deque[float]] = defaultdict(lambda: deque(maxlen=KEPT_CALLS))
 
     @contextmanager
     def stage(self, name: str, device: torch.device) -> Iterator[None]:
