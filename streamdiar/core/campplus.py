@@ -10,6 +10,8 @@ still hears the others in the window (measured against masking them out: README)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from pyannote.audio.models.blocks.pooling import StatsPool
 from torch import nn
@@ -22,6 +24,19 @@ NUM_MELS = 80
 DIMENSION = 192
 
 
+class CampplusTrunk(nn.Module):
+    """CAM++ up to its statistics pooling: frame features (batch, channels, frames) of
+    mean-normalised fbank (batch, mels, fbank frames)."""
+
+    def __init__(self, campplus: nn.Module) -> None:
+        super().__init__()
+        self.head = campplus.head
+        self.xvector = campplus.xvector[:-2]
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.xvector(self.head(features))
+
+
 class CampplusEncoder(nn.Module):
     """CAM++ on waveforms: `forward_frames` then `forward_embedding`, the interface of
     pyannote.audio's WeSpeaker ResNet, so that one backend drives either encoder."""
@@ -31,10 +46,15 @@ class CampplusEncoder(nn.Module):
     def __init__(self, campplus: nn.Module) -> None:
         super().__init__()
         self.fbank = KaldiFbank(NUM_MELS)
-        self.head = campplus.head
-        self.trunk = campplus.xvector[:-2]  # everything before statistics pooling
+        self.trunk = CampplusTrunk(campplus)
         self.pooling = StatsPool()
         self.dense = campplus.xvector.dense
+        # what runs the trunk instead of torch (ONNX Runtime on CPU), if anything
+        self._trunk_runner: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def run_trunk_with(self, runner: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
+        """Run the trunk with `runner` (same inputs and outputs), or with torch for None."""
+        self._trunk_runner = runner
 
     @classmethod
     def packaged(cls) -> "CampplusEncoder":
@@ -59,7 +79,7 @@ class CampplusEncoder(nn.Module):
         """Trunk features (batch, channels, frames) of waveforms (batch, 1, samples); frames
         are 20 ms apart."""
         features = self.features(waveforms).transpose(1, 2)  # (batch, mels, frames)
-        return self.trunk(self.head(features))
+        return (self._trunk_runner or self.trunk)(features)
 
     def forward_embedding(self, frames: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """One vector per speaker (batch, speakers, dim) from trunk features and per-speaker

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Callable
 from typing import Protocol
 
 os.environ["PYANNOTE_METRICS_ENABLED"] = "0"  # before pyannote.audio is first imported
@@ -75,6 +76,8 @@ class PyannoteBackend:
         self.powerset = Powerset(len(specifications.classes), specifications.powerset_max_classes)
         self.max_local_speakers = len(specifications.classes)
         self.frame_step = segmentation.receptive_field.step
+        # what runs the segmentation model: itself, or ONNX Runtime (the campplus backend)
+        self.run_segmentation: Callable[[torch.Tensor], torch.Tensor] = self.segmentation
         self._device = torch.device("cpu")
         self.clock = StageClock()
         if random_weights:
@@ -111,7 +114,7 @@ class PyannoteBackend:
 
     def activity(self, waveforms: torch.Tensor) -> torch.Tensor:
         """Per-speaker 0/1 activity (batch, frames, K) of waveforms (batch, 1, samples)."""
-        log_probabilities = self.segmentation(waveforms)  # (batch, frames, powerset classes)
+        log_probabilities = self.run_segmentation(waveforms)  # (batch, frames, powerset classes)
         return self.powerset.to_multilabel(log_probabilities)
 
     def speaker_embeddings(
