@@ -261,3 +261,39 @@ def test_windows_between_reclusterings_take_the_nearest_speaker():
     returned = [int(labels[0]) for labels in recorder.returned]
     # once both speakers are known, every window is labelled at once, re-clustered or not
     assert agreement(schedule[24:], returned[24:]) == 1.0
+
+
+def _one_voice_split_in_two(warm_up_windows: int) -> tuple[Recorder, list[np.ndarray]]:
+    """One voice alone for 40 windows, then 10 windows where the segmentation gives that voice
+    two local speakers (as segmentation-3.0 does with synthetic voices)."""
+    rng = np.random.default_rng(9)
+    dirs = directions(1, seed=9)
+    recorder = Recorder(OnlineClustering(buffer_size=30, min_evidence=4, warm_up_windows=warm_up_windows))
+    for _ in range(40):
+        recorder.push_speakers([0], dirs, rng, slots=2)
+    split = [recorder.push(np.stack([voice(dirs[0], rng), voice(dirs[0], rng)]), np.ones(2, bool)) for _ in range(10)]
+    return recorder, split
+
+
+def test_window_mates_of_one_voice_mint_no_speakers_once_warmed_up():
+    recorder, split = _one_voice_split_in_two(warm_up_windows=20)
+    for labels in split:
+        assert sorted(labels) == [-1, 0]  # one keeps the voice's label, the other none
+    assert set(recorder.final.values()) <= {-1, 0}
+
+
+def test_window_mates_mint_a_speaker_while_warming_up():
+    """Early in a stream, a window with two local speakers is the first evidence of a second
+    voice, before clustering has enough vectors to see it."""
+    _, split = _one_voice_split_in_two(warm_up_windows=100)
+    assert all(len(set(labels)) == 2 and -1 not in labels for labels in split)
+
+
+def test_a_far_window_mate_is_a_new_speaker_after_warm_up():
+    rng = np.random.default_rng(10)
+    dirs = directions(2, seed=10)
+    recorder = Recorder(OnlineClustering(buffer_size=30, min_evidence=4, warm_up_windows=20))
+    for _ in range(40):
+        recorder.push_speakers([0], dirs, rng, slots=2)
+    labels = recorder.push_speakers([0, 1], dirs, rng, slots=2)
+    assert labels[0] == 0 and labels[1] not in (-1, 0)

@@ -1,5 +1,5 @@
 """A generated conversation longer than the clustering's memory, through the CLI: at most one
-speaker more than there are voices, and the speaker who is away for two minutes should come
+speaker more than there are voices, and the speaker who is away for two minutes comes
 back under their old label."""
 
 import collections
@@ -35,11 +35,6 @@ def _main_label(reference, hypothesis, voice: str, span: Segment) -> str:
     return talk.most_common(1)[0][0]
 
 
-@pytest.mark.xfail(
-    reason="voice3 comes back as SPEAKER_01, the label that voices 1 and 2 shared while the "
-    "first minute's clusters were still mixed; it had SPEAKER_02 before it left",
-    strict=True,
-)
 def test_a_speaker_back_after_two_minutes_has_their_old_label(diarized) -> None:
     reference, hypothesis = diarized
     before = _main_label(reference, hypothesis, "voice3", Segment(0, AWAY[0]))
@@ -55,11 +50,12 @@ def test_der_is_reported(diarized) -> None:
 
 
 @pytest.mark.xfail(
-    reason="18 labels for the 3 voices, most on a single turn: segmentation-3.0 often gives one "
-    "synthetic voice two local speakers in an 8 s window, and the cannot-link rule then makes "
-    "the second a new speaker (turning such mates unlabelled instead gives 4 labels here but "
-    "31.0 % dev-set DER instead of 28.0 %)",
+    reason="5 labels for the 3 voices (18 before window-mates needed distance to be a new "
+    "speaker): the 2 extra, 4 s of speech together, are minted around 30 s, while the "
+    "clustering still warms up and a collision of window-mates is taken as a new voice",
     strict=True,
 )
 def test_at_most_one_speaker_more_than_voices(diarized) -> None:
-    assert len(diarized[1].labels()) <= 3 + 1
+    labels = diarized[1].labels()
+    print(f"\n{len(labels)} labels for 3 voices: {', '.join(labels)}")
+    assert len(labels) <= 3 + 1

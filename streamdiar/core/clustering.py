@@ -86,7 +86,7 @@ class OnlineClustering:
     than `merge_distance` are merged, and a cluster becomes a new speaker only with at least
     `min_evidence` members (strong, repeated evidence), except the stream's first speaker;
     smaller clusters join their nearest speaker: splitting one voice costs more than merging
-    two. Two local speakers of one window never share a label.
+    two. Two local speakers of one window never share a label (`_separate_window_mates`).
     """
 
     def __init__(
@@ -98,6 +98,7 @@ class OnlineClustering:
         merge_distance: float = 0.1,
         max_speakers: int = 20,
         recluster_every: int = 1,
+        warm_up_windows: int = 60,
     ) -> None:
         self.buffer_size = buffer_size
         self.eigen_threshold = eigen_threshold
@@ -106,6 +107,7 @@ class OnlineClustering:
         self.merge_distance = merge_distance
         self.max_speakers = max_speakers
         self.recluster_every = recluster_every
+        self.warm_up_windows = warm_up_windows
         self._since_recluster = 0  # windows assigned since the buffer was last re-clustered
         # speakers of the last re-clustering: labels (s,) and unit centroids (s, dim) of their
         # buffered vectors, for the windows until the next one
@@ -118,10 +120,12 @@ class OnlineClustering:
 
     @classmethod
     def for_step(cls, step: float, **settings: float) -> "OnlineClustering":
-        """Settings counted in vectors, for windows `step` s apart: a buffer of the last 30 s,
-        1.5 s of evidence for a new speaker, and a re-clustering every 1.2 s."""
+        """Settings counted in vectors or windows, for windows `step` s apart: a buffer of the
+        last 30 s, 1.5 s of evidence for a new speaker, a re-clustering every 1.2 s, and 30 s
+        of warm-up before a collision of window-mates needs distance to mint a speaker."""
         return cls(
             buffer_size=max(8, round(30.0 / step)),
+            warm_up_windows=round(30.0 / step),
             min_evidence=max(2, round(1.5 / step)),
             recluster_every=max(1, round(1.2 / step)),
             **settings,
@@ -276,27 +280,50 @@ class OnlineClustering:
         self, keys: list[LocalKey], vectors: np.ndarray, labels: dict[LocalKey, int]
     ) -> dict[LocalKey, int]:
         """Enforce cannot-link: local speakers of one window sharing a label are split by an
-        optimal one-to-one assignment to the speakers' centroids."""
+        optimal one-to-one assignment to the speakers' centroids.
+
+        A local speaker left without a speaker is a new one while the stream is younger than
+        `warm_up_windows`: clustering has too few vectors to see a second voice, and a window
+        holding two is the first evidence of it. Later it may take a departed speaker back,
+        and is a new speaker only if it lies `return_distance` or more from every speaker
+        known, else it stays unlabelled: in a long stream, minting a speaker at each such
+        collision (a voice split in two by the segmentation, a vector blurred by overlap)
+        multiplied the speakers (38 for 4 voices over 5 minutes, 3 with this rule).
+        """
         by_window: dict[int, list[int]] = {}
         for i, key in enumerate(keys):
             by_window.setdefault(key[0], []).append(i)
-        speakers = sorted(set(labels.values()))
-        centroids = None
+        settled = max(by_window) >= self.warm_up_windows
+        speakers: list[int] = []
+        centroids: np.ndarray | None = None  # (speakers, dim), at the first collision
         for members in by_window.values():
             if len(members) < 2 or len({labels[keys[i]] for i in members}) == len(members):
                 continue
             if centroids is None:
-                centroids = _normalize(
-                    np.stack([vectors[[labels[k] == s for k in keys]].sum(0) for s in speakers])
-                )
+                speakers, centroids = self._speaker_centroids(keys, vectors, labels, settled)
             cost = 1.0 - vectors[members] @ centroids.T  # (members, speakers)
             fresh = np.full((len(members), len(members)), 2.0)  # new speakers cost the most
             rows, cols = linear_sum_assignment(np.hstack([cost, fresh]))
             next_label = max([*speakers, *self._sums, -1]) + 1
             for row, col in zip(rows, cols):
+                key = keys[members[row]]
                 if col < len(speakers):
-                    labels[keys[members[row]]] = speakers[col]
+                    labels[key] = speakers[col]
+                elif settled and cost[row].min() < self.return_distance:
+                    labels[key] = -1
                 else:
-                    labels[keys[members[row]]] = next_label
+                    labels[key] = next_label
                     next_label += 1
         return labels
+
+    def _speaker_centroids(
+        self, keys: list[LocalKey], vectors: np.ndarray, labels: dict[LocalKey, int], departed: bool
+    ) -> tuple[list[int], np.ndarray]:
+        """Labels and unit centroids (speakers, dim) of the buffer's speakers, with the
+        departed speakers and their whole histories when `departed`."""
+        totals: dict[int, np.ndarray] = dict(self._sums) if departed else {}
+        for key, vector in zip(keys, vectors):
+            if labels[key] >= 0:
+                totals[labels[key]] = totals.get(labels[key], 0.0) + vector
+        speakers = sorted(totals)
+        return speakers, _normalize(np.stack([totals[label] for label in speakers]))
