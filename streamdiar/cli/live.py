@@ -18,9 +18,9 @@ from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from streamdiar.cli.model_flags import add_diarization_flags, model_source
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
-from streamdiar.model_flags import add_diarization_flags, model_source
 from streamdiar.settings import SettingsError, check_backend, check_settings
 from streamdiar.stream.microphone import (
     AudioInput,
@@ -39,7 +39,7 @@ from streamdiar.transcript.writers import FORMATS, TranscriptWriter, format_of
 
 if TYPE_CHECKING:
     from streamdiar.core.backend import Backend
-    from streamdiar.live_view import LiveView
+    from streamdiar.cli.live_view import LiveView
     from streamdiar.stream.pipeline import StreamingDiarizer
 
 # The most windows waiting for the model. A live diarizer infers windows one at a time while
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 LIVE_QUEUE_WINDOWS = 8
 
 # the exit code when the input device goes away: 1, as for the CLI's other failures at run time
-# (cli.py's EXIT_RUNTIME_ERROR, not imported from there: cli.py imports this module)
+# (the package's EXIT_RUNTIME_ERROR, not imported from there: it imports this module)
 EXIT_DEVICE_LOST = 1
 
 # (model, language or None) -> a loader of the transcriber on the diarizer's device type;
@@ -212,11 +212,11 @@ def _live(args: argparse.Namespace, prepare: TranscriberPreparer = prepare_whisp
             # imported here: torch takes seconds to import, which --help and input errors skip
             from threadpoolctl import threadpool_limits
 
-            from streamdiar.live_view import LiveView
+            from streamdiar.cli.live_view import LiveView
             from streamdiar.session import load_backend
 
             backend, device_warning = load_backend(args.backend, args.device, model_source(args))
-            # see _diarize in cli.py: more BLAS threads than cores slow the clustering
+            # see _diarize in streamdiar.cli: more BLAS threads than cores slow the clustering
             threadpool_limits(1, user_api="blas")
             if device_warning:
                 warnings.warn(device_warning, stacklevel=1)

@@ -17,18 +17,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Protocol, TextIO
 
 from streamdiar import __version__
-from streamdiar.bench import add_bench_command
+from streamdiar.cli.bench import add_bench_command
+from streamdiar.cli.generate import add_generate_command
+from streamdiar.cli.live import add_live_command
+from streamdiar.cli.model_flags import add_diarization_flags, model_source
+from streamdiar.cli.progress import (
+    ProgressDisplay,
+    add_progress_flag,
+    follow,
+    make_progress,
+    measure,
+)
+from streamdiar.cli.transcript_command import add_transcript_command
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
-from streamdiar.live import add_live_command
 from streamdiar.memory import fix_mmap_threshold
-from streamdiar.model_flags import add_diarization_flags, model_source
-from streamdiar.progress import ProgressDisplay, add_progress_flag, follow, make_progress, measure
 from streamdiar.settings import SettingsError, check_backend, check_settings
 from streamdiar.stream.sinks import JsonlWriter, OutputError, RttmWriter, TimelinePrinter
 from streamdiar.stream.sources import AudioError, AudioInfo, file_blocks, probe
-from streamdiar.synthetic import add_generate_command
-from streamdiar.transcript_command import add_transcript_command
 
 if TYPE_CHECKING:
     from streamdiar.stream.pipeline import StreamingDiarizer
@@ -258,6 +264,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"error: {type(error).__name__}: {error} (--debug shows the traceback)")
         return EXIT_RUNTIME_ERROR
 
-
-if __name__ == "__main__":
-    sys.exit(main())

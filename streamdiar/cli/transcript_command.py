@@ -16,10 +16,16 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from streamdiar.cli.model_flags import add_diarization_flags, model_source
+from streamdiar.cli.progress import (
+    ProgressDisplay,
+    add_progress_flag,
+    follow,
+    make_progress,
+    measure,
+)
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
-from streamdiar.model_flags import add_diarization_flags, model_source
-from streamdiar.progress import ProgressDisplay, add_progress_flag, follow, make_progress, measure
 from streamdiar.settings import SettingsError, check_backend, check_settings
 from streamdiar.stream.sinks import OutputError, RttmWriter
 from streamdiar.stream.sources import AudioError, AudioInfo, file_blocks, probe
