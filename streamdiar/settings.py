@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 
 from streamdiar.core.types import SAMPLE_RATE
+from streamdiar.errors import StreamdiarError
 
 BACKENDS = ("campplus", "pyannote", "embedded")  # the first is the default
 LATENCY_RANGE = (0.5, 5.0)  # seconds
 
 
-class SettingsError(ValueError):
+class SettingsError(StreamdiarError, ValueError):
     """A setting is unknown or out of range; str(error) is one clear line."""
 
 

@@ -30,11 +30,11 @@ from streamdiar.cli.progress import (
 )
 from streamdiar.cli.transcript_command import add_transcript_command
 from streamdiar.core.types import Turn
-from streamdiar.errors import UserError
+from streamdiar.errors import StreamdiarError, UserError
 from streamdiar.memory import fix_mmap_threshold
-from streamdiar.settings import SettingsError, check_backend, check_settings
-from streamdiar.stream.sinks import JsonlWriter, OutputError, RttmWriter, TimelinePrinter
-from streamdiar.stream.sources import AudioError, AudioInfo, file_blocks, probe
+from streamdiar.settings import check_backend, check_settings
+from streamdiar.stream.sinks import JsonlWriter, RttmWriter, TimelinePrinter
+from streamdiar.stream.sources import AudioInfo, file_blocks, probe
 
 if TYPE_CHECKING:
     from streamdiar.stream.pipeline import StreamingDiarizer
@@ -125,40 +125,37 @@ def _stop_on_sigterm(signum: int, frame: object) -> NoReturn:
 
 def _diarize(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    try:
-        check_backend(args.backend)
-        check_settings(args.latency, args.window, args.step, args.batch_size)
-        inputs = [probe(path) for path in args.audio]  # every file, before any work
-        uris = _uris(inputs)
-        with ExitStack() as outputs:
-            writers: list[TurnWriter] = []
-            if args.rttm is not None:
-                writers.append(outputs.enter_context(RttmWriter(args.rttm)))
-            # imported here: torch takes seconds to import, which --help and input errors skip
-            from threadpoolctl import threadpool_limits
+    check_backend(args.backend)
+    check_settings(args.latency, args.window, args.step, args.batch_size)
+    inputs = [probe(path) for path in args.audio]  # every file, before any work
+    uris = _uris(inputs)
+    with ExitStack() as outputs:
+        writers: list[TurnWriter] = []
+        if args.rttm is not None:
+            writers.append(outputs.enter_context(RttmWriter(args.rttm)))
+        # imported here: torch takes seconds to import, which --help and input errors skip
+        from threadpoolctl import threadpool_limits
 
-            from streamdiar.session import build_diarizer, load_backend
+        from streamdiar.session import build_diarizer, load_backend
 
-            display = make_progress(args.progress)
-            backend, device_warning = load_backend(args.backend, args.device, model_source(args))
-            # the clustering's small matrices run beside the model's threads: more BLAS threads
-            # than cores there slow each re-clustering a hundredfold
-            threadpool_limits(1, user_api="blas")
-            if device_warning:
-                _say(f"warning: {device_warning}")
-            display.note(f"Using device: {backend.device.type}")
-            with display:
-                # made while the display runs, so that a bar sharing the terminal stays below
-                writers.append(JsonlWriter() if args.jsonl else TimelinePrinter())
-                latency = math.inf if args.offline else args.latency
-                new_diarizer = partial(
-                    build_diarizer, backend, latency, args.window, args.step, args.batch_size
-                )
-                summaries = asyncio.run(
-                    _diarize_files(inputs, uris, new_diarizer, writers, display)
-                )
-    except (AudioError, OutputError, SettingsError) as error:
-        raise UserError(str(error)) from error
+        display = make_progress(args.progress)
+        backend, device_warning = load_backend(args.backend, args.device, model_source(args))
+        # the clustering's small matrices run beside the model's threads: more BLAS threads
+        # than cores there slow each re-clustering a hundredfold
+        threadpool_limits(1, user_api="blas")
+        if device_warning:
+            _say(f"warning: {device_warning}")
+        display.note(f"Using device: {backend.device.type}")
+        with display:
+            # made while the display runs, so that a bar sharing the terminal stays below
+            writers.append(JsonlWriter() if args.jsonl else TimelinePrinter())
+            latency = math.inf if args.offline else args.latency
+            new_diarizer = partial(
+                build_diarizer, backend, latency, args.window, args.step, args.batch_size
+            )
+            summaries = asyncio.run(
+                _diarize_files(inputs, uris, new_diarizer, writers, display)
+            )
     for summary in summaries:
         print(summary, file=sys.stderr)
     return 0
@@ -166,20 +163,11 @@ def _diarize(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     # imported here: pyannote.metrics takes seconds to import
-    from streamdiar.evaluation import (
-        EvaluationError,
-        diarization_error_rate,
-        format_report,
-        load_rttm,
-        load_uem,
-    )
+    from streamdiar.evaluation import diarization_error_rate, format_report, load_rttm, load_uem
 
-    try:
-        reference = load_rttm(args.ref)
-        hypothesis = load_rttm(args.hyp)
-        uem = load_uem(args.uem) if args.uem is not None else None
-    except EvaluationError as error:
-        raise UserError(str(error)) from error
+    reference = load_rttm(args.ref)
+    hypothesis = load_rttm(args.hyp)
+    uem = load_uem(args.uem) if args.uem is not None else None
     print(format_report(diarization_error_rate(reference, hypothesis, uem)))
     return 0
 
@@ -253,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the reader of stdout is gone; point stdout at devnull so the final flush stays quiet
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_RUNTIME_ERROR
-    except UserError as error:
+    except StreamdiarError as error:
         if args.debug:
             raise
         _say(f"error: {error}")

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from streamdiar.errors import UserError
-from streamdiar.stream.sinks import OutputError
 from streamdiar.synthetic import VOICES, SynthesisError, generate_conversation
 
 
@@ -32,7 +31,7 @@ def _generate(args: argparse.Namespace) -> int:
         turns = generate_conversation(
             args.audio, rttm, args.seconds, args.speakers, args.seed, args.absent
         )
-    except (OSError, OutputError, SynthesisError) as error:
+    except (OSError, SynthesisError) as error:
         raise UserError(str(error)) from error
     print(f"{args.audio}: {args.seconds:g} s, {args.speakers} voices, {turns} turns in {rttm}")
     return 0

@@ -26,9 +26,9 @@ from streamdiar.cli.progress import (
 )
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
-from streamdiar.settings import SettingsError, check_backend, check_settings
+from streamdiar.settings import check_backend, check_settings
 from streamdiar.stream.sinks import OutputError, RttmWriter
-from streamdiar.stream.sources import AudioError, AudioInfo, file_blocks, probe
+from streamdiar.stream.sources import AudioInfo, file_blocks, probe
 from streamdiar.transcript.align import DEFAULT_TOLERANCE
 from streamdiar.transcript.follow import POLL_SECONDS, follow_segments
 from streamdiar.transcript.live import LiveAligner
@@ -118,29 +118,26 @@ def _transcript(args: argparse.Namespace) -> int:
             raise ValueError("--tolerance and --idle must not be negative")
     except ValueError as error:
         raise UserError(str(error)) from error
-    try:
-        if args.follow and args.whisper != "-" and not Path(args.whisper).is_file():
-            raise TranscriptError(f"{args.whisper}: no such file")
-        if not args.follow and args.whisper == "-":
-            raise TranscriptError("reading the transcript from standard input (-) needs --follow")
-        check_backend(args.backend)
-        check_settings(args.latency, None, None, 1)
-        info = probe(args.audio)
-        segments = None
-        if not args.follow:
-            segments = check_times(read_transcript(args.whisper), info.duration, args.whisper)
-        with contextlib.ExitStack() as outputs:
-            rttm = outputs.enter_context(RttmWriter(args.rttm)) if args.rttm else None
-            writer = TranscriptWriter(outputs.enter_context(_output(args.output)), kind)
+    if args.follow and args.whisper != "-" and not Path(args.whisper).is_file():
+        raise TranscriptError(f"{args.whisper}: no such file")
+    if not args.follow and args.whisper == "-":
+        raise TranscriptError("reading the transcript from standard input (-) needs --follow")
+    check_backend(args.backend)
+    check_settings(args.latency, None, None, 1)
+    info = probe(args.audio)
+    segments = None
+    if not args.follow:
+        segments = check_times(read_transcript(args.whisper), info.duration, args.whisper)
+    with contextlib.ExitStack() as outputs:
+        rttm = outputs.enter_context(RttmWriter(args.rttm)) if args.rttm else None
+        writer = TranscriptWriter(outputs.enter_context(_output(args.output)), kind)
 
-            def on_turn(turn: Turn) -> None:
-                if rttm is not None:
-                    rttm.write(info.path.stem, turn)
+        def on_turn(turn: Turn) -> None:
+            if rttm is not None:
+                rttm.write(info.path.stem, turn)
 
-            _run(args, info, segments, on_turn, lambda s: writer.write(s.renamed(names)))
-            writer.close()
-    except (AudioError, OutputError, SettingsError, TranscriptError) as error:
-        raise UserError(str(error)) from error
+        _run(args, info, segments, on_turn, lambda s: writer.write(s.renamed(names)))
+        writer.close()
     return 0
 
 

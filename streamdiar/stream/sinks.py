@@ -20,9 +20,10 @@ from rich.console import Console
 from rich.text import Text
 
 from streamdiar.core.types import Turn
+from streamdiar.errors import StreamdiarError
 
 
-class OutputError(Exception):
+class OutputError(StreamdiarError):
     """An output file cannot be opened for writing."""
 
 

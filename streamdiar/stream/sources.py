@@ -21,11 +21,12 @@ import soundfile as sf
 import soxr
 
 from streamdiar.core.types import SAMPLE_RATE
+from streamdiar.errors import StreamdiarError
 
 _READ_BYTES = 4  # bytes per f32le sample from ffmpeg
 
 
-class AudioError(Exception):
+class AudioError(StreamdiarError):
     """A problem with a user's audio input; str(error) is one clear line naming the file."""
 
 

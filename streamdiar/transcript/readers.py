@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from streamdiar.errors import StreamdiarError
 from streamdiar.text_files import TextFileError, read_text_file
 from streamdiar.transcript.types import Segment, Word
 
@@ -26,7 +27,7 @@ EXPECTED = (
 END_SLACK = 0.5  # s a segment may run past the audio (rounded timestamps) before it is an error
 
 
-class TranscriptError(ValueError):
+class TranscriptError(StreamdiarError, ValueError):
     """A transcript cannot be read or does not fit the audio; str(error) is one line."""
 
 

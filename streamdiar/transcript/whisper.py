@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from streamdiar.core.types import SAMPLE_RATE
+from streamdiar.errors import StreamdiarError
 from streamdiar.transcript.types import Segment, Word
 
 INSTALL_HINT = (
@@ -29,7 +30,7 @@ INSTALL_HINT = (
 )
 
 
-class WhisperError(Exception):
+class WhisperError(StreamdiarError):
     """faster-whisper or the model is missing: one line saying what to install."""
 
 
