@@ -17,3 +17,6 @@ class StreamdiarError(Exception):
 class UserError(StreamdiarError):
     """A command-line flag or value that no run can use."""
 
+
+class SessionClosedError(StreamdiarError):
+    """Samples pushed to a session after it was closed."""

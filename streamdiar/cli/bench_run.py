@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import sys
 import time
@@ -35,8 +34,6 @@ if TYPE_CHECKING:
     from streamdiar.core.backend import Backend
     from streamdiar.core.pyannote_backend import PyannoteBackend
     from streamdiar.stream.pipeline import PipelineStats
-
-os.environ["PYANNOTE_METRICS_ENABLED"] = "0"  # before pyannote.audio is imported
 
 MODES = ("file", "streaming", "pyannote.audio")
 STREAMING_STEP = 0.5  # s

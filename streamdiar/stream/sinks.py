@@ -39,6 +39,14 @@ def _rttm_field(text: str, what: str) -> str:
     return re.sub(r"\s", "_", text)
 
 
+def rttm_line(uri: str, turn: Turn) -> str:
+    """One turn of file `uri` as an RTTM SPEAKER line; whitespace in uri and speaker becomes `_`."""
+    return (
+        f"SPEAKER {_rttm_field(uri, 'uri')} 1 {turn.start:.3f} {turn.duration:.3f} "
+        f"<NA> <NA> {_rttm_field(turn.speaker, 'speaker')} <NA> <NA>\n"
+    )
+
+
 class RttmWriter:
     """Writes committed turns as standard RTTM lines; several uris may share one file."""
 
@@ -61,12 +69,8 @@ class RttmWriter:
         self._lines = 0
 
     def write(self, uri: str, turn: Turn) -> None:
-        """Append one turn of file `uri`; whitespace in uri and speaker becomes `_`."""
-        line = (
-            f"SPEAKER {_rttm_field(uri, 'uri')} 1 {turn.start:.3f} {turn.duration:.3f} "
-            f"<NA> <NA> {_rttm_field(turn.speaker, 'speaker')} <NA> <NA>\n"
-        )
-        data = line.encode("utf-8")
+        """Append one turn of file `uri`."""
+        data = rttm_line(uri, turn).encode("utf-8")
         try:
             if self._file.write(data) != len(data):  # a short write: the disk is full
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
