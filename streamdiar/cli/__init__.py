@@ -10,9 +10,8 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Protocol, TextIO
 
@@ -34,16 +33,10 @@ from streamdiar.errors import StreamdiarError, UserError
 from streamdiar.memory import fix_mmap_threshold
 from streamdiar.settings import check_backend, check_settings
 from streamdiar.stream.sinks import JsonlWriter, RttmWriter, TimelinePrinter
-from streamdiar.stream.sources import AudioInfo, file_blocks, probe
+from streamdiar.stream.sources import AudioInfo, probe
 
 if TYPE_CHECKING:
-    from streamdiar.stream.pipeline import StreamingDiarizer
-
-# Nothing above imports torch or pyannote, and both read these when first imported:
-# pyannote.audio sends telemetry unless told not to; MPS runs ops it lacks on CPU only if asked.
-os.environ["PYANNOTE_METRICS_ENABLED"] = "0"
-if sys.platform == "darwin":
-    os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+    from streamdiar.diarizer import Diarizer
 
 EXIT_RUNTIME_ERROR = 1
 EXIT_USER_ERROR = 2
@@ -90,29 +83,27 @@ def _uris(inputs: list[AudioInfo]) -> list[str]:
 async def _diarize_files(
     inputs: list[AudioInfo],
     uris: list[str],
-    new_diarizer: Callable[[], StreamingDiarizer],
+    diarizer: Diarizer,
     writers: list[TurnWriter],
     display: ProgressDisplay,
 ) -> list[str]:
     """Runs the files one after the other; returns a summary line per file."""
     summaries = []
     for info, uri in zip(inputs, uris):
-        diarizer = new_diarizer()
-
-        def on_turn(turn: Turn, uri: str = uri) -> None:
-            for writer in writers:
-                writer.write(uri, turn)
-
+        turns = diarizer.stream(info.path)
         name = info.path.name
         display.start(name, info.duration)
         started = time.perf_counter()
-        watcher = asyncio.create_task(follow(display, name, info.duration, diarizer.stats, started))
+        watcher = asyncio.create_task(follow(display, name, info.duration, turns.stats, started))
         try:
-            await diarizer.run(file_blocks(info.path), on_turn)
+            async for turn in turns:
+                for writer in writers:
+                    writer.write(uri, turn)
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
-        done = measure(name, info.duration, diarizer.stats, started)
+            await turns.aclose()
+        done = measure(name, info.duration, turns.stats, started)
         display.finish(done)
         summaries.append(done.summary())
     return summaries
@@ -134,28 +125,23 @@ def _diarize(args: argparse.Namespace) -> int:
         if args.rttm is not None:
             writers.append(outputs.enter_context(RttmWriter(args.rttm)))
         # imported here: torch takes seconds to import, which --help and input errors skip
-        from threadpoolctl import threadpool_limits
-
-        from streamdiar.session import build_diarizer, load_backend
+        from streamdiar.diarizer import Diarizer
 
         display = make_progress(args.progress)
-        backend, device_warning = load_backend(args.backend, args.device, model_source(args))
-        # the clustering's small matrices run beside the model's threads: more BLAS threads
-        # than cores there slow each re-clustering a hundredfold
-        threadpool_limits(1, user_api="blas")
-        if device_warning:
-            _say(f"warning: {device_warning}")
-        display.note(f"Using device: {backend.device.type}")
+        diarizer = Diarizer(
+            args.backend,
+            args.device,
+            math.inf if args.offline else args.latency,
+            window=args.window,
+            step=args.step,
+            batch_size=args.batch_size,
+            model_source=model_source(args),
+        )
+        display.note(f"Using device: {diarizer.device}")
         with display:
             # made while the display runs, so that a bar sharing the terminal stays below
             writers.append(JsonlWriter() if args.jsonl else TimelinePrinter())
-            latency = math.inf if args.offline else args.latency
-            new_diarizer = partial(
-                build_diarizer, backend, latency, args.window, args.step, args.batch_size
-            )
-            summaries = asyncio.run(
-                _diarize_files(inputs, uris, new_diarizer, writers, display)
-            )
+            summaries = asyncio.run(_diarize_files(inputs, uris, diarizer, writers, display))
     for summary in summaries:
         print(summary, file=sys.stderr)
     return 0

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import signal
 import sys
-import warnings
 from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
@@ -207,20 +206,16 @@ def _live(args: argparse.Namespace, prepare: TranscriberPreparer = prepare_whisp
                 outputs.enter_context(_opened(args.transcript)), transcript_kind
             )
         # imported here: torch takes seconds to import, which --help and input errors skip
-        from threadpoolctl import threadpool_limits
-
         from streamdiar.cli.live_view import LiveView
-        from streamdiar.session import load_backend
+        from streamdiar.diarizer import Diarizer
 
-        backend, device_warning = load_backend(args.backend, args.device, model_source(args))
-        # see _diarize in streamdiar.cli: more BLAS threads than cores slow the clustering
-        threadpool_limits(1, user_api="blas")
-        if device_warning:
-            warnings.warn(device_warning, stacklevel=1)
-        _say(f"using device {backend.device.type}")
+        diarizer = Diarizer(
+            args.backend, args.device, args.latency, model_source=model_source(args)
+        )
+        _say(f"using device {diarizer.device}")
         transcription = None
         if load_transcriber is not None:
-            transcriber = load_transcriber(backend.device.type)
+            transcriber = load_transcriber(diarizer.device)
             _say(f"transcribing with {args.transcribe}")
 
             def on_segment(segment: LabelledSegment) -> None:  # runs once `view` is set
@@ -232,9 +227,9 @@ def _live(args: argparse.Namespace, prepare: TranscriberPreparer = prepare_whisp
                     view.write_segment(segment)
 
             transcription = LiveTranscription(transcriber, on_segment)
-        diarizer = build_live_diarizer(backend, args.latency)
+        pipeline = build_live_diarizer(diarizer.models, args.latency)
         capture = Capture(source)
-        view = None if args.jsonl else LiveView(capture, diarizer, transcription=transcription)
+        view = None if args.jsonl else LiveView(capture, pipeline, transcription=transcription)
         jsonl = JsonlWriter()
         writers.append(jsonl if view is None else view)
 
@@ -250,7 +245,7 @@ def _live(args: argparse.Namespace, prepare: TranscriberPreparer = prepare_whisp
             f"listening to {source.name} ({source.samplerate} Hz, {source.channels} ch); "
             "Ctrl-C stops"
         )
-        talk = asyncio.run(run_live(capture, diarizer, on_turn, view, transcription))
+        talk = asyncio.run(run_live(capture, pipeline, on_turn, view, transcription))
         if transcript is not None:
             transcript.close()
     _say(summary(capture, talk, transcription))

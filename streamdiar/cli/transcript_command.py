@@ -161,20 +161,17 @@ def _run(
     on_turn: Callable[[Turn], None],
     emit: Callable[[LabelledSegment], None],
 ) -> None:
-    from threadpoolctl import threadpool_limits  # torch and the models load only past the checks
-
-    from streamdiar.session import build_diarizer, load_backend
+    # torch and the models load only past the checks
+    from streamdiar.diarizer import Diarizer
+    from streamdiar.session import build_diarizer
 
     display = make_progress(args.progress)
-    backend, device_warning = load_backend(args.backend, args.device, model_source(args))
-    threadpool_limits(1, user_api="blas")  # as `diarize` does: the clustering beside the model
-    if device_warning:
-        display.note(f"warning: {device_warning}")
-    display.note(f"Using device: {backend.device.type}")
+    diarizer = Diarizer(args.backend, args.device, args.latency, model_source=model_source(args))
+    display.note(f"Using device: {diarizer.device}")
     with display:
-        diarizer = build_diarizer(backend, args.latency)
+        pipeline = build_diarizer(diarizer.models, args.latency)
         aligner = LiveAligner(args.tolerance)
-        asyncio.run(_merge(args, info, segments, diarizer, aligner, display, on_turn, emit))
+        asyncio.run(_merge(args, info, segments, pipeline, aligner, display, on_turn, emit))
 
 
 async def _listed(segments: list[Segment]) -> AsyncIterator[Segment]:
