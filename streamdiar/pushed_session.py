@@ -16,10 +16,10 @@ class Session:
     `close()` the rest. Made by `Diarizer.session()`.
 
     No event loop is needed: push from a sound callback's consumer thread, a loop over a file,
-    a notebook. The model runs in the pushing thread, one window per step of audio (0.5 s by
-    default) once a window's worth has arrived. A session is one stream: push from one thread
-    at a time. Sessions of one Diarizer may run in several threads at once, each with its own
-    speakers, on the same models.
+    a notebook. A push returns once the model has run over the windows the block completed (one
+    per step of audio, 0.5 s by default, once a window's worth has arrived). A session is one
+    stream: push from one thread at a time. Sessions of one Diarizer may run in several threads
+    at once, each with its own speakers, on the same models.
     """
 
     def __init__(self, pipeline: StreamingDiarizer, sample_rate: int, channels: int) -> None:
