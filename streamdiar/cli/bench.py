@@ -5,8 +5,8 @@ The audio is a generated conversation (`streamdiar.synthetic`) with its referenc
 also has a DER. Every run is a child process (`streamdiar.cli.bench_run`): its peak RSS is its own,
 and one run's caches do not help the next. Rows are written as they finish.
 
-Nothing here imports torch at module level: `streamdiar.cli` imports this module before it
-sets the environment torch and pyannote read when imported.
+Nothing here imports torch at module level: `streamdiar.cli` imports this module, and
+`streamdiar --help` and errors in the arguments should not wait seconds for torch.
 """
 
 from __future__ import annotations

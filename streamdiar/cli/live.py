@@ -2,8 +2,8 @@
 session as RTTM/JSON lines once Ctrl-C or SIGTERM ends it. With --transcribe, a transcriber
 runs beside the diarizer on the same audio and its text comes out labelled with speakers.
 
-Nothing here imports torch at module level: `streamdiar.cli` imports this module before it
-sets the environment torch and pyannote read when imported.
+Nothing here imports torch at module level: `streamdiar.cli` imports this module, and
+`streamdiar --help` and errors in the arguments should not wait seconds for torch.
 """
 
 from __future__ import annotations
