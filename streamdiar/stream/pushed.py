@@ -53,10 +53,13 @@ class BlockConverter:
             return samples
         if samples.ndim == 1 and len(samples) % self.channels == 0:
             return samples.reshape(-1, self.channels)
-        layout = "(frames,)" if self.channels == 1 else f"(frames, {self.channels}) or interleaved"
+        if self.channels == 1:
+            expected = "(frames,) or (frames, 1)"
+        else:
+            expected = f"(frames, {self.channels}) or interleaved (frames * {self.channels},)"
         raise AudioError(
             f"a block of shape {samples.shape} does not hold {self.channels} channel"
-            f"{'' if self.channels == 1 else 's'}: expected {layout} samples"
+            f"{'' if self.channels == 1 else 's'}: expected {expected}"
         )
 
 
