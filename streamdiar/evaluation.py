@@ -12,10 +12,11 @@ from typing import Any
 from pyannote.core import Annotation, Segment, Timeline
 from pyannote.metrics.diarization import DiarizationErrorRate
 
+from streamdiar.errors import StreamdiarError
 from streamdiar.text_files import TextFileError, read_text_file
 
 
-class EvaluationError(Exception):
+class EvaluationError(StreamdiarError):
     """An evaluation input is missing, unreadable or malformed; the message names the file."""
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 from streamdiar.core.types import SAMPLE_RATE
+from streamdiar.errors import StreamdiarError
 
 BACKENDS = ("campplus", "pyannote", "embedded")  # the first is the default
 LATENCY_RANGE = (0.5, 5.0)  # seconds
 
 
-class SettingsError(ValueError):
+class SettingsError(StreamdiarError, ValueError):
     """A setting is unknown or out of range; str(error) is one clear line."""
 
 
@@ -39,3 +41,10 @@ def check_settings(
         raise SettingsError(f"step ({step:g} s) must not exceed the window ({window:g} s)")
     if batch_size is not None and batch_size < 1:
         raise SettingsError(f"batch size must be at least 1, got {batch_size}")
+
+
+def check_stream_format(sample_rate: int, channels: int) -> None:
+    """Raises SettingsError unless blocks of this rate and channel count can be diarized."""
+    for name, value, unit in (("sample rate", sample_rate, " Hz"), ("channels", channels, "")):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise SettingsError(f"{name} must be a whole number{unit} of at least 1, got {value!r}")

@@ -9,6 +9,7 @@ from hypothesis import settings
 from threadpoolctl import threadpool_limits
 
 import streamdiar
+from streamdiar import Diarizer
 from streamdiar.core.embedded import EmbeddedBackend
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -69,3 +70,9 @@ def one_blas_thread():
 def backend() -> EmbeddedBackend:
     """The default backend's models, loaded once per test module."""
     return EmbeddedBackend()
+
+
+@pytest.fixture(scope="session")
+def default_diarizer() -> Diarizer:
+    """`Diarizer()` as a program makes it: the default backend, loaded once for the session."""
+    return Diarizer()

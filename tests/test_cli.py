@@ -1,6 +1,8 @@
 import json
 
 import pytest
+import soundfile as sf
+import torch
 
 from streamdiar.evaluation import load_rttm
 
@@ -84,3 +86,21 @@ def test_a_bad_last_file_fails_before_any_work(run_cli, shared_data, tmp_path):
     assert result.stderr == f"streamdiar: error: {dev} is a directory, not an audio file\n"
     assert result.stdout == ""
     assert not rttm.exists()
+
+
+def test_use_gpu_asks_for_the_best_accelerator(run_cli, shared_data, tmp_path):
+    audio, rate = sf.read(shared_data / "dev" / "sample.wav", dtype="float32")
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, audio[6 * rate : 10 * rate], rate)
+    result = run_cli("diarize", clip, "--use-gpu", "--jsonl", "--progress", "plain")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    if torch.cuda.is_available() or torch.backends.mps.is_available():
+        assert lines[0] in ("[PROGRESS] Using device: cuda", "[PROGRESS] Using device: mps")
+    else:
+        assert lines[:2] == [
+            "streamdiar: warning: no GPU (CUDA or MPS) is available; using CPU",
+            "[PROGRESS] Using device: cpu",
+        ]
+    both = run_cli("diarize", clip, "--use-gpu", "--device", "cpu")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr

@@ -16,6 +16,7 @@ from streamdiar.core.device import DeviceError, requested_device, resolve_device
         (None, {"USE_GPU_DIARIZATION": "0"}, "auto"),
         (None, {"STREAMDIAR_DEVICE": "cpu", "USE_GPU_DIARIZATION": "1"}, "cpu"),
         ("cuda", {"USE_GPU_DIARIZATION": "1"}, "cuda"),
+        ("gpu", {"STREAMDIAR_DEVICE": "cpu"}, "gpu"),
     ],
 )
 def test_the_flag_wins_then_the_environment(flag, env, expected):

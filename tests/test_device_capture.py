@@ -20,10 +20,10 @@ from pyannote.core import Annotation, Segment, Timeline
 from scipy.signal import correlate
 
 import streamdiar
+from streamdiar.cli.live import build_live_diarizer, run_live
 from streamdiar.core.backend import Backend
 from streamdiar.core.types import SAMPLE_RATE, Turn
 from streamdiar.evaluation import diarization_error_rate, load_rttm, load_uem
-from streamdiar.live import build_live_diarizer, run_live
 from streamdiar.session import load_backend
 from streamdiar.settings import BACKENDS
 from streamdiar.stream.microphone import (

@@ -19,11 +19,11 @@ from threadpoolctl import threadpool_limits
 
 import streamdiar
 from streamdiar.cli import main
+from streamdiar.cli.live import build_live_diarizer, run_live, summary
+from streamdiar.cli.live_view import LiveView
 from streamdiar.core.embedded import EmbeddedBackend
 from streamdiar.core.types import Turn
 from streamdiar.evaluation import diarization_error_rate, load_rttm
-from streamdiar.live import build_live_diarizer, run_live, summary
-from streamdiar.live_view import LiveView
 from streamdiar.session import build_diarizer
 from streamdiar.stream.microphone import (
     AudioCallback,

@@ -17,9 +17,9 @@ import pytest
 import soundfile as sf
 from rich.console import Console
 
+from streamdiar.cli.live import add_live_command, build_live_diarizer, run_live, summary
+from streamdiar.cli.live_view import LiveView
 from streamdiar.core.types import SAMPLE_RATE, Turn
-from streamdiar.live import add_live_command, build_live_diarizer, run_live, summary
-from streamdiar.live_view import LiveView
 from streamdiar.stream.microphone import Capture, SimulatedMicrophone
 from streamdiar.stream.tee import Tee
 from streamdiar.transcript.align import align

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 
 import torch
 
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+# "gpu": the best accelerator, as auto, but a missing one is warned about
+DEVICE_CHOICES = ("auto", "gpu", "cuda", "mps", "cpu")
 
 
 class DeviceError(ValueError):

@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from streamdiar.core.types import SAMPLE_RATE
+from streamdiar.errors import StreamdiarError
 from streamdiar.stream.sources import AudioError, MonoResampler, probe
 from streamdiar.stream.stderr_filter import STDERR_FILTER
 
@@ -37,7 +38,7 @@ AudioCallback = Callable[[np.ndarray, int, Any, Any], None]
 FinishedCallback = Callable[[], None]
 
 
-class MicrophoneError(Exception):
+class MicrophoneError(StreamdiarError):
     """No PortAudio library, no input device, or one that cannot be opened: one line."""
 
 

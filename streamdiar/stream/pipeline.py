@@ -85,6 +85,24 @@ class StreamingDiarizer:
             await asyncio.gather(*stages, return_exceptions=True)
         return self.stats
 
+    def push_windows(self, windows: list[Window]) -> list[Turn]:
+        """The turns committed by the stream's next `windows`, inferred in batches of at most
+        batch_size and stitched in the calling thread: the pipeline without an event loop, for
+        audio an application pushes."""
+        turns: list[Turn] = []
+        done = 0
+        while done < len(windows):
+            batch = windows[done : done + self.batch_size]  # batch_size may shrink on the way
+            self._stitch(batch, self._infer(batch), turns.append)
+            done += len(batch)
+        return turns
+
+    def flush(self) -> list[Turn]:
+        """The turns still open at the end of the stream, committed."""
+        turns: list[Turn] = []
+        self._emit(self.stitcher.flush(), turns.append)
+        return turns
+
     async def _produce(self, blocks: AsyncIterable[np.ndarray], queue: asyncio.Queue) -> None:
         # The end of the stream, or an error, is passed on as None: the stages after this one
         # still finish and flush what came before, then `run` raises the error.

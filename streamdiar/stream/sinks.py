@@ -20,9 +20,10 @@ from rich.console import Console
 from rich.text import Text
 
 from streamdiar.core.types import Turn
+from streamdiar.errors import StreamdiarError
 
 
-class OutputError(Exception):
+class OutputError(StreamdiarError):
     """An output file cannot be opened for writing."""
 
 
@@ -36,6 +37,14 @@ def _rttm_field(text: str, what: str) -> str:
     if not text:
         raise ValueError(f"RTTM {what} must not be empty")
     return re.sub(r"\s", "_", text)
+
+
+def rttm_line(uri: str, turn: Turn) -> str:
+    """One turn of file `uri` as an RTTM SPEAKER line; whitespace in uri and speaker becomes `_`."""
+    return (
+        f"SPEAKER {_rttm_field(uri, 'uri')} 1 {turn.start:.3f} {turn.duration:.3f} "
+        f"<NA> <NA> {_rttm_field(turn.speaker, 'speaker')} <NA> <NA>\n"
+    )
 
 
 class RttmWriter:
@@ -60,12 +69,8 @@ class RttmWriter:
         self._lines = 0
 
     def write(self, uri: str, turn: Turn) -> None:
-        """Append one turn of file `uri`; whitespace in uri and speaker becomes `_`."""
-        line = (
-            f"SPEAKER {_rttm_field(uri, 'uri')} 1 {turn.start:.3f} {turn.duration:.3f} "
-            f"<NA> <NA> {_rttm_field(turn.speaker, 'speaker')} <NA> <NA>\n"
-        )
-        data = line.encode("utf-8")
+        """Append one turn of file `uri`."""
+        data = rttm_line(uri, turn).encode("utf-8")
         try:
             if self._file.write(data) != len(data):  # a short write: the disk is full
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -21,11 +21,12 @@ import soundfile as sf
 import soxr
 
 from streamdiar.core.types import SAMPLE_RATE
+from streamdiar.errors import StreamdiarError
 
 _READ_BYTES = 4  # bytes per f32le sample from ffmpeg
 
 
-class AudioError(Exception):
+class AudioError(StreamdiarError):
     """A problem with a user's audio input; str(error) is one clear line naming the file."""
 
 
@@ -134,7 +135,7 @@ def _last_line(stderr: str, path: Path) -> str:
     return _one_line(lines[-1].removeprefix(f"{_ffmpeg_input(path)}: "))
 
 
-class _NonFiniteCounter:
+class NonFiniteCounter:
     """Replaces NaN/Inf samples by 0 and remembers how many there were."""
 
     def __init__(self) -> None:
@@ -147,9 +148,9 @@ class _NonFiniteCounter:
             samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
         return samples
 
-    def warn(self, path: Path) -> None:
+    def warn(self, source: str | Path) -> None:
         if self.count:
-            warnings.warn(f"{path}: replaced {self.count} NaN/Inf samples with 0")
+            warnings.warn(f"{source}: replaced {self.count} NaN/Inf samples with 0")
 
 
 class MonoResampler:
@@ -204,7 +205,7 @@ async def file_blocks(path: str | Path, block_seconds: float = 0.5) -> AsyncIter
 async def _soundfile_blocks(
     sound: sf.SoundFile, path: Path, block_seconds: float
 ) -> AsyncIterator[np.ndarray]:
-    counter = _NonFiniteCounter()
+    counter = NonFiniteCounter()
     frames = max(1, round(block_seconds * sound.samplerate))
     to_mono = MonoResampler(sound.samplerate)
     try:
@@ -241,7 +242,7 @@ async def _ffmpeg_blocks(path: Path, block_seconds: float) -> AsyncIterator[np.n
     # only its tail is kept.
     stderr_tail = bytearray()
     stderr_task = asyncio.create_task(_drain(process.stderr, stderr_tail))
-    counter = _NonFiniteCounter()
+    counter = NonFiniteCounter()
     chunk_bytes = max(1, round(block_seconds * SAMPLE_RATE)) * _READ_BYTES
     decoded = 0  # samples yielded
     try:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from streamdiar.core.types import Turn
+from streamdiar.transcript.readers import WhisperOutput, whisper_segments
 from streamdiar.transcript.types import (
     UNKNOWN_SPEAKER,
     LabelledSegment,
@@ -196,3 +197,17 @@ def align(
     """Every segment labelled with the speakers of `turns`, in the order of `segments`."""
     index = TurnIndex(turns)
     return [piece for segment in segments for piece in label_segment(index, segment, tolerance)[0]]
+
+
+def label_transcript(
+    turns: Iterable[Turn], whisper: WhisperOutput, tolerance: float = DEFAULT_TOLERANCE
+) -> list[LabelledSegment]:
+    """Who said what: Whisper output labelled with the speakers of `turns`, by the rules above
+    (a segment whose words change speaker is split there).
+
+    whisper: a file of Whisper output in any format `streamdiar transcript` reads, its
+    decoded JSON, or its segments (what faster-whisper's `WhisperModel.transcribe` yields,
+    with `word_timestamps=True` for labels per word). Raises TranscriptError for output that
+    cannot be read.
+    """
+    return align(turns, whisper_segments(whisper), tolerance)

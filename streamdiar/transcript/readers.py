@@ -3,8 +3,9 @@
 The format is detected from the content: whisper.cpp JSON (`-oj`, and `-ojf` with tokens;
 times in `offsets` milliseconds), openai-whisper / faster-whisper / WhisperX JSON
 (`segments[]` with `start`, `end`, `text` and optional `words[]`), JSON lines of such
-segments, SRT and WebVTT. Segments come back sorted by start; overlapping segments are kept
-as they are (each one is labelled on its own).
+segments, SRT and WebVTT. A program's Whisper output (decoded JSON, faster-whisper's segment
+objects) is read without a file. Segments come back sorted by start; overlapping segments are
+kept as they are (each one is labelled on its own).
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from streamdiar.errors import StreamdiarError
 from streamdiar.text_files import TextFileError, read_text_file
 from streamdiar.transcript.types import Segment, Word
+from streamdiar.transcript.whisper import faster_whisper_segment
 
 EXPECTED = (
     "expected whisper.cpp JSON (transcription[]), Whisper JSON (segments[]), "
@@ -26,8 +31,13 @@ EXPECTED = (
 END_SLACK = 0.5  # s a segment may run past the audio (rounded timestamps) before it is an error
 
 
-class TranscriptError(ValueError):
+class TranscriptError(StreamdiarError, ValueError):
     """A transcript cannot be read or does not fit the audio; str(error) is one line."""
+
+
+# A file of Whisper output, its decoded JSON, or its segments (faster-whisper's, dicts, Segments)
+WhisperOutput = str | os.PathLike[str] | dict[str, Any] | Iterable[Any]
+PROGRAM_OUTPUT = "whisper output"  # names Whisper output held by a program in errors
 
 
 def read_transcript(path: str | Path) -> list[Segment]:
@@ -37,6 +47,34 @@ def read_transcript(path: str | Path) -> list[Segment]:
     except TextFileError as error:
         raise TranscriptError(str(error)) from None
     return parse_transcript(text, str(path))
+
+
+def whisper_segments(whisper: WhisperOutput) -> list[Segment]:
+    """Segments of Whisper output in any form a program holds it: the path of a file
+    `read_transcript` reads; decoded JSON (openai-whisper's `transcribe()` result, WhisperX's,
+    whisper.cpp's); or segments: what faster-whisper's `WhisperModel.transcribe` yields,
+    dicts as in Whisper JSON, or Segments. Raises TranscriptError for anything else."""
+    if isinstance(whisper, (str, os.PathLike)):
+        return read_transcript(Path(whisper))
+    if isinstance(whisper, dict):
+        segments = _parse_json_document(whisper, PROGRAM_OUTPUT)
+    else:
+        segments = [_held_segment(item, f"{PROGRAM_OUTPUT}[{i}]") for i, item in enumerate(whisper)]
+    return sorted(segments, key=lambda s: s.start)
+
+
+def _held_segment(item: Any, where: str) -> Segment:
+    """One segment of Whisper output that a program holds."""
+    if isinstance(item, Segment):
+        return item
+    if isinstance(item, dict):
+        return _segment(item, where)
+    if all(hasattr(item, name) for name in ("start", "end", "text", "words")):
+        return faster_whisper_segment(item)
+    raise TranscriptError(
+        f"{where}: expected a segment (a dict of Whisper JSON, a faster-whisper Segment or a "
+        f"streamdiar Segment), found {type(item).__name__}"
+    )
 
 
 def parse_transcript(text: str, source: str) -> list[Segment]:
@@ -101,6 +139,12 @@ def _parse_json_text(text: str, source: str) -> list[Segment]:
         if len(lines) < 2:
             raise TranscriptError(f"{source}: broken JSON: {EXPECTED}") from None
         return [parse_json_line(line, source, n) for n, line in lines]
+    return _parse_json_document(document, source)
+
+
+def _parse_json_document(document: Any, source: str) -> list[Segment]:
+    """Segments of decoded transcript JSON: an object of one of the known shapes, or a list
+    of segments."""
     if isinstance(document, dict) and "transcription" in document:
         return _items(document["transcription"], f"{source}: transcription")
     if isinstance(document, dict) and "segments" in document:

@@ -14,12 +14,14 @@ stands in for audio this transcriber was too slow to take) ends a chunk and is s
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
 
 from streamdiar.core.types import SAMPLE_RATE
+from streamdiar.errors import StreamdiarError
 from streamdiar.transcript.types import Segment, Word
 
 INSTALL_HINT = (
@@ -29,7 +31,7 @@ INSTALL_HINT = (
 )
 
 
-class WhisperError(Exception):
+class WhisperError(StreamdiarError):
     """faster-whisper or the model is missing: one line saying what to install."""
 
 
@@ -139,7 +141,11 @@ class WhisperTranscriber:
                 cut = final[-1].end
             else:  # nothing heard: what is well before the end holds no speech to wait for
                 cut = 0.0 if found else max(0.0, duration - self._margin)
-        shifted = [_shifted(segment, offset, duration) for segment in final if segment.text.strip()]
+        shifted = [
+            faster_whisper_segment(segment, offset, duration)
+            for segment in final
+            if segment.text.strip()
+        ]
         return shifted, audio[min(len(audio), round(cut * SAMPLE_RATE)) :]
 
     def _transcribe(self, audio: np.ndarray) -> list[Any]:
@@ -153,8 +159,12 @@ class WhisperTranscriber:
         return list(segments)  # a lazy generator: decoding happens here, in the worker thread
 
 
-def _shifted(segment: Any, offset: float, duration: float) -> Segment:
-    """A faster-whisper segment (times within a chunk of `duration` s) in stream seconds."""
+def faster_whisper_segment(
+    segment: Any, offset: float = 0.0, duration: float = math.inf
+) -> Segment:
+    """A segment faster-whisper gives (its `start`, `end`, `text`, and `words` of `start`, `end`
+    and `word`, or None), its times clipped to a chunk of `duration` s that starts `offset` s
+    into the stream."""
 
     def at(seconds: float) -> float:
         return offset + min(max(float(seconds), 0.0), duration)

@@ -16,13 +16,19 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from streamdiar.cli.model_flags import add_diarization_flags, model_source
+from streamdiar.cli.progress import (
+    ProgressDisplay,
+    add_progress_flag,
+    follow,
+    make_progress,
+    measure,
+)
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
-from streamdiar.model_flags import add_diarization_flags, model_source
-from streamdiar.progress import ProgressDisplay, add_progress_flag, follow, make_progress, measure
-from streamdiar.settings import SettingsError, check_backend, check_settings
+from streamdiar.settings import check_backend, check_settings
 from streamdiar.stream.sinks import OutputError, RttmWriter
-from streamdiar.stream.sources import AudioError, AudioInfo, file_blocks, probe
+from streamdiar.stream.sources import AudioInfo, file_blocks, probe
 from streamdiar.transcript.align import DEFAULT_TOLERANCE
 from streamdiar.transcript.follow import POLL_SECONDS, follow_segments
 from streamdiar.transcript.live import LiveAligner
@@ -112,29 +118,26 @@ def _transcript(args: argparse.Namespace) -> int:
             raise ValueError("--tolerance and --idle must not be negative")
     except ValueError as error:
         raise UserError(str(error)) from error
-    try:
-        if args.follow and args.whisper != "-" and not Path(args.whisper).is_file():
-            raise TranscriptError(f"{args.whisper}: no such file")
-        if not args.follow and args.whisper == "-":
-            raise TranscriptError("reading the transcript from standard input (-) needs --follow")
-        check_backend(args.backend)
-        check_settings(args.latency, None, None, 1)
-        info = probe(args.audio)
-        segments = None
-        if not args.follow:
-            segments = check_times(read_transcript(args.whisper), info.duration, args.whisper)
-        with contextlib.ExitStack() as outputs:
-            rttm = outputs.enter_context(RttmWriter(args.rttm)) if args.rttm else None
-            writer = TranscriptWriter(outputs.enter_context(_output(args.output)), kind)
+    if args.follow and args.whisper != "-" and not Path(args.whisper).is_file():
+        raise TranscriptError(f"{args.whisper}: no such file")
+    if not args.follow and args.whisper == "-":
+        raise TranscriptError("reading the transcript from standard input (-) needs --follow")
+    check_backend(args.backend)
+    check_settings(args.latency, None, None, 1)
+    info = probe(args.audio)
+    segments = None
+    if not args.follow:
+        segments = check_times(read_transcript(args.whisper), info.duration, args.whisper)
+    with contextlib.ExitStack() as outputs:
+        rttm = outputs.enter_context(RttmWriter(args.rttm)) if args.rttm else None
+        writer = TranscriptWriter(outputs.enter_context(_output(args.output)), kind)
 
-            def on_turn(turn: Turn) -> None:
-                if rttm is not None:
-                    rttm.write(info.path.stem, turn)
+        def on_turn(turn: Turn) -> None:
+            if rttm is not None:
+                rttm.write(info.path.stem, turn)
 
-            _run(args, info, segments, on_turn, lambda s: writer.write(s.renamed(names)))
-            writer.close()
-    except (AudioError, OutputError, SettingsError, TranscriptError) as error:
-        raise UserError(str(error)) from error
+        _run(args, info, segments, on_turn, lambda s: writer.write(s.renamed(names)))
+        writer.close()
     return 0
 
 
@@ -158,20 +161,17 @@ def _run(
     on_turn: Callable[[Turn], None],
     emit: Callable[[LabelledSegment], None],
 ) -> None:
-    from threadpoolctl import threadpool_limits  # torch and the models load only past the checks
-
-    from streamdiar.session import build_diarizer, load_backend
+    # torch and the models load only past the checks
+    from streamdiar.diarizer import Diarizer
+    from streamdiar.session import build_diarizer
 
     display = make_progress(args.progress)
-    backend, device_warning = load_backend(args.backend, args.device, model_source(args))
-    threadpool_limits(1, user_api="blas")  # as `diarize` does: the clustering beside the model
-    if device_warning:
-        display.note(f"warning: {device_warning}")
-    display.note(f"Using device: {backend.device.type}")
+    diarizer = Diarizer(args.backend, args.device, args.latency, model_source=model_source(args))
+    display.note(f"Using device: {diarizer.device}")
     with display:
-        diarizer = build_diarizer(backend, args.latency)
+        pipeline = build_diarizer(diarizer.models, args.latency)
         aligner = LiveAligner(args.tolerance)
-        asyncio.run(_merge(args, info, segments, diarizer, aligner, display, on_turn, emit))
+        asyncio.run(_merge(args, info, segments, pipeline, aligner, display, on_turn, emit))
 
 
 async def _listed(segments: list[Segment]) -> AsyncIterator[Segment]:

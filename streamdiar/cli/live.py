@@ -2,8 +2,8 @@
 session as RTTM/JSON lines once Ctrl-C or SIGTERM ends it. With --transcribe, a transcriber
 runs beside the diarizer on the same audio and its text comes out labelled with speakers.
 
-Nothing here imports torch at module level: `streamdiar.cli` imports this module before it
-sets the environment torch and pyannote read when imported.
+Nothing here imports torch at module level: `streamdiar.cli` imports this module, and
+`streamdiar --help` and errors in the arguments should not wait seconds for torch.
 """
 
 from __future__ import annotations
@@ -12,34 +12,31 @@ import argparse
 import asyncio
 import signal
 import sys
-import warnings
 from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from streamdiar.cli.model_flags import add_diarization_flags, model_source
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
-from streamdiar.model_flags import add_diarization_flags, model_source
-from streamdiar.settings import SettingsError, check_backend, check_settings
+from streamdiar.settings import check_backend, check_settings
 from streamdiar.stream.microphone import (
     AudioInput,
     Capture,
     Microphone,
-    MicrophoneError,
     SimulatedMicrophone,
     input_devices,
 )
 from streamdiar.stream.sinks import JsonlWriter, OutputError, RttmWriter
-from streamdiar.stream.sources import AudioError
 from streamdiar.transcript.live import LiveTranscription, Transcriber
 from streamdiar.transcript.types import LabelledSegment
-from streamdiar.transcript.whisper import WhisperError, prepare_whisper
+from streamdiar.transcript.whisper import prepare_whisper
 from streamdiar.transcript.writers import FORMATS, TranscriptWriter, format_of
 
 if TYPE_CHECKING:
+    from streamdiar.cli.live_view import LiveView
     from streamdiar.core.backend import Backend
-    from streamdiar.live_view import LiveView
     from streamdiar.stream.pipeline import StreamingDiarizer
 
 # The most windows waiting for the model. A live diarizer infers windows one at a time while
@@ -48,7 +45,7 @@ if TYPE_CHECKING:
 LIVE_QUEUE_WINDOWS = 8
 
 # the exit code when the input device goes away: 1, as for the CLI's other failures at run time
-# (cli.py's EXIT_RUNTIME_ERROR, not imported from there: cli.py imports this module)
+# (the package's EXIT_RUNTIME_ERROR, not imported from there: it imports this module)
 EXIT_DEVICE_LOST = 1
 
 # (model, language or None) -> a loader of the transcriber on the diarizer's device type;
@@ -193,71 +190,64 @@ def _segment_event(uri: str, segment: LabelledSegment) -> dict[str, Any]:
 
 def _live(args: argparse.Namespace, prepare: TranscriberPreparer = prepare_whisper) -> int:
     """The live command. `prepare` gives the --transcribe transcriber (tests pass a fake)."""
-    try:
-        if args.list_devices:
-            return _list_devices()
-        check_backend(args.backend)
-        check_settings(args.latency, None, None, 1)
-        load_transcriber, transcript_kind = _transcriber_setup(args, prepare)
-        source = _source(args)  # a missing device or file is reported before models load
-        with ExitStack() as outputs:
-            writers: list[RttmWriter | JsonlWriter | LiveView] = []
-            if args.rttm is not None:
-                writers.append(outputs.enter_context(RttmWriter(args.rttm)))
-            transcript = None
-            if transcript_kind is not None:
-                transcript = TranscriptWriter(
-                    outputs.enter_context(_opened(args.transcript)), transcript_kind
-                )
-            # imported here: torch takes seconds to import, which --help and input errors skip
-            from threadpoolctl import threadpool_limits
-
-            from streamdiar.live_view import LiveView
-            from streamdiar.session import load_backend
-
-            backend, device_warning = load_backend(args.backend, args.device, model_source(args))
-            # see _diarize in cli.py: more BLAS threads than cores slow the clustering
-            threadpool_limits(1, user_api="blas")
-            if device_warning:
-                warnings.warn(device_warning, stacklevel=1)
-            _say(f"using device {backend.device.type}")
-            transcription = None
-            if load_transcriber is not None:
-                transcriber = load_transcriber(backend.device.type)
-                _say(f"transcribing with {args.transcribe}")
-
-                def on_segment(segment: LabelledSegment) -> None:  # runs once `view` is set
-                    if transcript is not None:
-                        transcript.write(segment)
-                    if view is None:
-                        jsonl.write_event(_segment_event(source.name, segment))
-                    else:
-                        view.write_segment(segment)
-
-                transcription = LiveTranscription(transcriber, on_segment)
-            diarizer = build_live_diarizer(backend, args.latency)
-            capture = Capture(source)
-            view = None if args.jsonl else LiveView(capture, diarizer, transcription=transcription)
-            jsonl = JsonlWriter()
-            writers.append(jsonl if view is None else view)
-
-            written = 0
-
-            def on_turn(turn: Turn) -> None:
-                nonlocal written
-                for writer in writers:
-                    writer.write(source.name, turn)
-                written += 1
-
-            _say(
-                f"listening to {source.name} ({source.samplerate} Hz, {source.channels} ch); "
-                "Ctrl-C stops"
+    if args.list_devices:
+        return _list_devices()
+    check_backend(args.backend)
+    check_settings(args.latency, None, None, 1)
+    load_transcriber, transcript_kind = _transcriber_setup(args, prepare)
+    source = _source(args)  # a missing device or file is reported before models load
+    with ExitStack() as outputs:
+        writers: list[RttmWriter | JsonlWriter | LiveView] = []
+        if args.rttm is not None:
+            writers.append(outputs.enter_context(RttmWriter(args.rttm)))
+        transcript = None
+        if transcript_kind is not None:
+            transcript = TranscriptWriter(
+                outputs.enter_context(_opened(args.transcript)), transcript_kind
             )
-            talk = asyncio.run(run_live(capture, diarizer, on_turn, view, transcription))
-            if transcript is not None:
-                transcript.close()
-    except (AudioError, MicrophoneError, OutputError, SettingsError, WhisperError) as error:
-        raise UserError(str(error)) from error
+        # imported here: torch takes seconds to import, which --help and input errors skip
+        from streamdiar.cli.live_view import LiveView
+        from streamdiar.diarizer import Diarizer
+
+        diarizer = Diarizer(
+            args.backend, args.device, args.latency, model_source=model_source(args)
+        )
+        _say(f"using device {diarizer.device}")
+        transcription = None
+        if load_transcriber is not None:
+            transcriber = load_transcriber(diarizer.device)
+            _say(f"transcribing with {args.transcribe}")
+
+            def on_segment(segment: LabelledSegment) -> None:  # runs once `view` is set
+                if transcript is not None:
+                    transcript.write(segment)
+                if view is None:
+                    jsonl.write_event(_segment_event(source.name, segment))
+                else:
+                    view.write_segment(segment)
+
+            transcription = LiveTranscription(transcriber, on_segment)
+        pipeline = build_live_diarizer(diarizer.models, args.latency)
+        capture = Capture(source)
+        view = None if args.jsonl else LiveView(capture, pipeline, transcription=transcription)
+        jsonl = JsonlWriter()
+        writers.append(jsonl if view is None else view)
+
+        written = 0
+
+        def on_turn(turn: Turn) -> None:
+            nonlocal written
+            for writer in writers:
+                writer.write(source.name, turn)
+            written += 1
+
+        _say(
+            f"listening to {source.name} ({source.samplerate} Hz, {source.channels} ch); "
+            "Ctrl-C stops"
+        )
+        talk = asyncio.run(run_live(capture, pipeline, on_turn, view, transcription))
+        if transcript is not None:
+            transcript.close()
     _say(summary(capture, talk, transcription))
     if isinstance(source, Microphone) and capture.stream_ended:  # a device's ends only if it goes
         turns = f"{written} turn{'' if written == 1 else 's'}"

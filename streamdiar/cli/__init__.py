@@ -10,34 +10,33 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Protocol, TextIO
 
 from streamdiar import __version__
-from streamdiar.bench import add_bench_command
+from streamdiar.cli.bench import add_bench_command
+from streamdiar.cli.generate import add_generate_command
+from streamdiar.cli.live import add_live_command
+from streamdiar.cli.model_flags import add_diarization_flags, model_source
+from streamdiar.cli.progress import (
+    ProgressDisplay,
+    add_progress_flag,
+    follow,
+    make_progress,
+    measure,
+)
+from streamdiar.cli.transcript_command import add_transcript_command
 from streamdiar.core.types import Turn
-from streamdiar.errors import UserError
-from streamdiar.live import add_live_command
+from streamdiar.errors import StreamdiarError, UserError
 from streamdiar.memory import fix_mmap_threshold
-from streamdiar.model_flags import add_diarization_flags, model_source
-from streamdiar.progress import ProgressDisplay, add_progress_flag, follow, make_progress, measure
-from streamdiar.settings import SettingsError, check_backend, check_settings
-from streamdiar.stream.sinks import JsonlWriter, OutputError, RttmWriter, TimelinePrinter
-from streamdiar.stream.sources import AudioError, AudioInfo, file_blocks, probe
-from streamdiar.synthetic import add_generate_command
-from streamdiar.transcript_command import add_transcript_command
+from streamdiar.settings import check_backend, check_settings
+from streamdiar.stream.sinks import JsonlWriter, RttmWriter, TimelinePrinter
+from streamdiar.stream.sources import AudioInfo, probe
 
 if TYPE_CHECKING:
-    from streamdiar.stream.pipeline import StreamingDiarizer
-
-# Nothing above imports torch or pyannote, and both read these when first imported:
-# pyannote.audio sends telemetry unless told not to; MPS runs ops it lacks on CPU only if asked.
-os.environ["PYANNOTE_METRICS_ENABLED"] = "0"
-if sys.platform == "darwin":
-    os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+    from streamdiar.diarizer import Diarizer
 
 EXIT_RUNTIME_ERROR = 1
 EXIT_USER_ERROR = 2
@@ -84,29 +83,27 @@ def _uris(inputs: list[AudioInfo]) -> list[str]:
 async def _diarize_files(
     inputs: list[AudioInfo],
     uris: list[str],
-    new_diarizer: Callable[[], StreamingDiarizer],
+    diarizer: Diarizer,
     writers: list[TurnWriter],
     display: ProgressDisplay,
 ) -> list[str]:
     """Runs the files one after the other; returns a summary line per file."""
     summaries = []
     for info, uri in zip(inputs, uris):
-        diarizer = new_diarizer()
-
-        def on_turn(turn: Turn, uri: str = uri) -> None:
-            for writer in writers:
-                writer.write(uri, turn)
-
+        turns = diarizer.stream(info.path)
         name = info.path.name
         display.start(name, info.duration)
         started = time.perf_counter()
-        watcher = asyncio.create_task(follow(display, name, info.duration, diarizer.stats, started))
+        watcher = asyncio.create_task(follow(display, name, info.duration, turns.stats, started))
         try:
-            await diarizer.run(file_blocks(info.path), on_turn)
+            async for turn in turns:
+                for writer in writers:
+                    writer.write(uri, turn)
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
-        done = measure(name, info.duration, diarizer.stats, started)
+            await turns.aclose()
+        done = measure(name, info.duration, turns.stats, started)
         display.finish(done)
         summaries.append(done.summary())
     return summaries
@@ -119,40 +116,32 @@ def _stop_on_sigterm(signum: int, frame: object) -> NoReturn:
 
 def _diarize(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    try:
-        check_backend(args.backend)
-        check_settings(args.latency, args.window, args.step, args.batch_size)
-        inputs = [probe(path) for path in args.audio]  # every file, before any work
-        uris = _uris(inputs)
-        with ExitStack() as outputs:
-            writers: list[TurnWriter] = []
-            if args.rttm is not None:
-                writers.append(outputs.enter_context(RttmWriter(args.rttm)))
-            # imported here: torch takes seconds to import, which --help and input errors skip
-            from threadpoolctl import threadpool_limits
+    check_backend(args.backend)
+    check_settings(args.latency, args.window, args.step, args.batch_size)
+    inputs = [probe(path) for path in args.audio]  # every file, before any work
+    uris = _uris(inputs)
+    with ExitStack() as outputs:
+        writers: list[TurnWriter] = []
+        if args.rttm is not None:
+            writers.append(outputs.enter_context(RttmWriter(args.rttm)))
+        # imported here: torch takes seconds to import, which --help and input errors skip
+        from streamdiar.diarizer import Diarizer
 
-            from streamdiar.session import build_diarizer, load_backend
-
-            display = make_progress(args.progress)
-            backend, device_warning = load_backend(args.backend, args.device, model_source(args))
-            # the clustering's small matrices run beside the model's threads: more BLAS threads
-            # than cores there slow each re-clustering a hundredfold
-            threadpool_limits(1, user_api="blas")
-            if device_warning:
-                _say(f"warning: {device_warning}")
-            display.note(f"Using device: {backend.device.type}")
-            with display:
-                # made while the display runs, so that a bar sharing the terminal stays below
-                writers.append(JsonlWriter() if args.jsonl else TimelinePrinter())
-                latency = math.inf if args.offline else args.latency
-                new_diarizer = partial(
-                    build_diarizer, backend, latency, args.window, args.step, args.batch_size
-                )
-                summaries = asyncio.run(
-                    _diarize_files(inputs, uris, new_diarizer, writers, display)
-                )
-    except (AudioError, OutputError, SettingsError) as error:
-        raise UserError(str(error)) from error
+        display = make_progress(args.progress)
+        diarizer = Diarizer(
+            args.backend,
+            args.device,
+            math.inf if args.offline else args.latency,
+            window=args.window,
+            step=args.step,
+            batch_size=args.batch_size,
+            model_source=model_source(args),
+        )
+        display.note(f"Using device: {diarizer.device}")
+        with display:
+            # made while the display runs, so that a bar sharing the terminal stays below
+            writers.append(JsonlWriter() if args.jsonl else TimelinePrinter())
+            summaries = asyncio.run(_diarize_files(inputs, uris, diarizer, writers, display))
     for summary in summaries:
         print(summary, file=sys.stderr)
     return 0
@@ -160,20 +149,11 @@ def _diarize(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     # imported here: pyannote.metrics takes seconds to import
-    from streamdiar.evaluation import (
-        EvaluationError,
-        diarization_error_rate,
-        format_report,
-        load_rttm,
-        load_uem,
-    )
+    from streamdiar.evaluation import diarization_error_rate, format_report, load_rttm, load_uem
 
-    try:
-        reference = load_rttm(args.ref)
-        hypothesis = load_rttm(args.hyp)
-        uem = load_uem(args.uem) if args.uem is not None else None
-    except EvaluationError as error:
-        raise UserError(str(error)) from error
+    reference = load_rttm(args.ref)
+    hypothesis = load_rttm(args.hyp)
+    uem = load_uem(args.uem) if args.uem is not None else None
     print(format_report(diarization_error_rate(reference, hypothesis, uem)))
     return 0
 
@@ -247,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the reader of stdout is gone; point stdout at devnull so the final flush stays quiet
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_RUNTIME_ERROR
-    except UserError as error:
+    except StreamdiarError as error:
         if args.debug:
             raise
         _say(f"error: {error}")
@@ -258,6 +238,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"error: {type(error).__name__}: {error} (--debug shows the traceback)")
         return EXIT_RUNTIME_ERROR
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,11 +2,11 @@
 device, audio duration and mode, written as a Markdown table and as JSON.
 
 The audio is a generated conversation (`streamdiar.synthetic`) with its reference, so each row
-also has a DER. Every run is a child process (`streamdiar.bench_run`): its peak RSS is its own,
+also has a DER. Every run is a child process (`streamdiar.cli.bench_run`): its peak RSS is its own,
 and one run's caches do not help the next. Rows are written as they finish.
 
-Nothing here imports torch at module level: `streamdiar.cli` imports this module before it
-sets the environment torch and pyannote read when imported.
+Nothing here imports torch at module level: `streamdiar.cli` imports this module, and
+`streamdiar --help` and errors in the arguments should not wait seconds for torch.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamdiar.cli.model_flags import add_model_flags
 from streamdiar.errors import UserError
-from streamdiar.model_flags import add_model_flags
 from streamdiar.settings import BACKENDS
 from streamdiar.stream.sinks import OutputError
 from streamdiar.synthetic import SynthesisError, generate_conversation
@@ -94,7 +94,7 @@ def planned_runs(args: argparse.Namespace) -> Iterator[Run]:
 
 def measure_run(run: Run, audio: Path, reference: Path, args: argparse.Namespace) -> dict:
     command = [
-        sys.executable, "-m", "streamdiar.bench_run", "--audio", str(audio),
+        sys.executable, "-m", "streamdiar.cli.bench_run", "--audio", str(audio),
         "--reference", str(reference), "--mode", run.mode, "--backend", run.backend,
         "--device", run.device,
     ]  # fmt: skip

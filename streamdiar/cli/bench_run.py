@@ -1,5 +1,5 @@
 """One measured run of `streamdiar bench`, in a process of its own so that its peak memory is
-its own: `python -m streamdiar.bench_run --audio FILE --mode MODE ...` prints one JSON object.
+its own: `python -m streamdiar.cli.bench_run --audio FILE --mode MODE ...` prints one JSON object.
 
 Modes:
 - `file`: `streamdiar diarize`'s pipeline, windows batched on the device.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import sys
 import time
@@ -23,9 +22,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from streamdiar.cli.model_flags import add_model_flags, model_source
 from streamdiar.core.types import SAMPLE_RATE, Turn
 from streamdiar.memory import fix_mmap_threshold
-from streamdiar.model_flags import add_model_flags, model_source
 from streamdiar.settings import BACKENDS
 
 if TYPE_CHECKING:
@@ -35,8 +34,6 @@ if TYPE_CHECKING:
     from streamdiar.core.backend import Backend
     from streamdiar.core.pyannote_backend import PyannoteBackend
     from streamdiar.stream.pipeline import PipelineStats
-
-os.environ["PYANNOTE_METRICS_ENABLED"] = "0"  # before pyannote.audio is imported
 
 MODES = ("file", "streaming", "pyannote.audio")
 STREAMING_STEP = 0.5  # s
@@ -185,7 +182,7 @@ def measure(args: argparse.Namespace) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     fix_mmap_threshold()  # as `streamdiar` does
-    parser = argparse.ArgumentParser(prog="python -m streamdiar.bench_run", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m streamdiar.cli.bench_run", description=__doc__)
     parser.add_argument("--audio", type=Path, required=True)
     parser.add_argument("--reference", type=Path, help="reference RTTM, for the DER")
     parser.add_argument("--mode", choices=MODES, default="file")

@@ -32,14 +32,26 @@ def model_source(args: argparse.Namespace) -> ModelSource:
 
 
 def add_diarization_flags(parser: argparse.ArgumentParser) -> None:
-    """--backend, --device, the model flags and --latency."""
+    """--backend, --device (or --use-gpu), the model flags and --latency."""
     add = parser.add_argument
     add(
         "--backend",
         default=BACKENDS[0],
         help=f"diarization models: {', '.join(BACKENDS)} (default: {BACKENDS[0]})",
     )
-    add("--device", help="auto, cuda, mps or cpu (default: $STREAMDIAR_DEVICE, else auto)")
+    device = parser.add_mutually_exclusive_group()
+    device.add_argument(
+        "--device",
+        help="auto, gpu (the best accelerator), cuda, mps or cpu (default: $STREAMDIAR_DEVICE, "
+        "else gpu if $USE_GPU_DIARIZATION is 1, else auto)",
+    )
+    device.add_argument(
+        "--use-gpu",
+        dest="device",
+        action="store_const",
+        const="gpu",
+        help="the best accelerator, CPU with a warning if there is none: --device gpu",
+    )
     add_model_flags(parser)
     low, high = LATENCY_RANGE
     add(

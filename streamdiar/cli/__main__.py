@@ -1,0 +1,7 @@
+"""`python -m streamdiar.cli`: the `streamdiar` command."""
+
+import sys
+
+from streamdiar.cli import main
+
+sys.exit(main())
