@@ -28,10 +28,9 @@ from streamdiar.cli.progress import (
     measure,
 )
 from streamdiar.cli.speakers_command import (
+    NamingAnnouncer,
     add_speakers_commands,
     add_speakers_flag,
-    naming_event,
-    naming_note,
 )
 from streamdiar.cli.transcript_command import add_transcript_command
 from streamdiar.core.types import Turn
@@ -100,16 +99,7 @@ async def _diarize_files(
     summaries = []
     for info, uri in zip(inputs, uris):
         turns = diarizer.stream(info.path)
-        announced = 0
-
-        def announce() -> None:
-            nonlocal announced
-            for naming in turns.stats.namings[announced:]:
-                display.note(f"{uri}: {naming_note(naming)}")
-                if jsonl is not None:
-                    jsonl.write_event(naming_event(naming, uri))
-            announced = len(turns.stats.namings)
-
+        announce = NamingAnnouncer(turns.stats.namings, display.note, jsonl, uri)
         name = info.path.name
         display.start(name, info.duration)
         started = time.perf_counter()

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from streamdiar.core.voiceprints import Naming
 from streamdiar.enrolment import EnrolmentError, check_name
 from streamdiar.speaker_store import SpeakerStore, SpeakerStoreError, default_store_path
+from streamdiar.stream.sinks import JsonlWriter
 from streamdiar.stream.sources import probe
 
 STORE_HELP = (
@@ -30,17 +32,36 @@ def add_speakers_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def naming_event(naming: Naming, uri: str | None = None) -> dict[str, Any]:
-    """A JSON-lines event: from `time` on, the turns of `label` carry `speaker`."""
-    event: dict[str, Any] = {"event": "named"}
-    if uri is not None:
-        event["uri"] = uri
-    return {**event, "label": naming.label, "speaker": naming.name, "time": round(naming.time, 3)}
+class NamingAnnouncer:
+    """Tells of each speaker named after an enrolled person, once, when called: a line for
+    people (`note`) and, where JSON lines are written, an event `{"event": "named", "label":
+    "SPEAKER_01", "speaker": "Alice", "time": 12.5}` (from `time` on, turns of the label carry
+    the name). Called before each turn is written, it tells before the first named turn."""
 
+    def __init__(
+        self,
+        namings: list[Naming],
+        note: Callable[[str], None],
+        jsonl: JsonlWriter | None = None,
+        uri: str | None = None,
+    ) -> None:
+        self._namings = namings  # the stream's, growing as it runs
+        self._note = note
+        self._jsonl = jsonl
+        self._uri = uri
+        self._told = 0
 
-def naming_note(naming: Naming) -> str:
-    """The same, as a line for people."""
-    return f"{naming.label} is {naming.name} (turns from {naming.time:.2f} s on)"
+    def __call__(self) -> None:
+        for naming in self._namings[self._told :]:
+            prefix = "" if self._uri is None else f"{self._uri}: "
+            self._note(f"{prefix}{naming.label} is {naming.name} (turns from {naming.time:.2f} s on)")
+            if self._jsonl is not None:
+                event: dict[str, Any] = {"event": "named"}
+                if self._uri is not None:
+                    event["uri"] = self._uri
+                event.update(label=naming.label, speaker=naming.name, time=round(naming.time, 3))
+                self._jsonl.write_event(event)
+        self._told = len(self._namings)
 
 
 def add_speakers_commands(
