@@ -174,3 +174,28 @@ def test_the_api_refuses_a_store_of_another_model(foreign_store):
 
     with pytest.raises(SpeakerStoreError, match="holds voiceprints of the model embedded"):
         Diarizer(speakers=foreign_store)
+
+
+def test_transcript_cues_carry_the_names(run_cli, shared_data, enrolled, tmp_path):
+    srt = tmp_path / "out.srt"
+    fixture = Path(__file__).parent / "fixtures" / "transcripts" / "sample.srt"
+    sample = shared_data / "dev" / "sample.wav"
+    result = run_cli("transcript", sample, "--whisper", fixture, "-o", srt, "--speakers", enrolled)
+    assert result.returncode == 0, result.stderr
+    assert "is Diane (turns from" in result.stderr and "is Sheila (turns from" in result.stderr
+    cues = srt.read_text()
+    assert "[Diane] Okay, then I thought" in cues and "[Sheila] And I'm Sheila in Texas" in cues
+    # a cue written before its speaker was named keeps the label; none after a name is given
+    speakers = [line[1 : line.index("]")] for line in cues.splitlines() if line.startswith("[")]
+    first_named = min(i for i, speaker in enumerate(speakers) if speaker in PEOPLE)
+    assert all(speaker in PEOPLE for speaker in speakers[first_named:]), speakers
+
+
+def test_live_names_the_speakers_of_a_simulated_microphone(run_cli, shared_data, enrolled):
+    sample = shared_data / "dev" / "sample.wav"
+    result = run_cli("live", "--simulate", sample, "--speed", "2", "--jsonl", "--speakers", enrolled)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    named = {e["speaker"] for e in events if e["event"] == "named"}
+    assert named and named <= set(PEOPLE)
+    assert named <= {e["speaker"] for e in events if e["event"] == "turn"}
