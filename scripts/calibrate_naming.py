@@ -90,13 +90,14 @@ def main() -> None:
     threadpool_limits(1, user_api="blas")
     backend, _ = load_backend("campplus", "cpu")
     sample = read_samples(data / "sample.wav")
-    people = {
-        name: voiceprints(
-            backend, cut(sample, first_speech(reference_spans(data / "sample.rttm", "sample", label), 8.0))
-        )
-        for name, label in PEOPLE.items()
+    people = {}
+    for name, label in PEOPLE.items():
+        spans = reference_spans(data / "sample.rttm", "sample", label)
+        people[name] = voiceprints(backend, cut(sample, first_speech(spans, 8.0)))
+    files = {
+        uri: inferred_windows(backend, read_samples(data / f"{uri}.wav"))
+        for uri in ("sample", "dev00", "dev01")
     }
-    files = {uri: inferred_windows(backend, read_samples(data / f"{uri}.wav")) for uri in ("sample", "dev00", "dev01")}
     for uri, windows in files.items():  # a namer that names nobody sees every speaker
         namer = RecordingNamer(people, threshold=np.inf)
         diarized(backend, windows, namer)
@@ -107,7 +108,8 @@ def main() -> None:
         for uri, windows in files.items():
             turns = diarized(backend, windows, SpeakerNamer(people, threshold))
             if uri == "sample":
-                results.append(f"sample.stm named right {named_right(turns, data / 'sample.stm')}/13")
+                right = named_right(turns, data / "sample.stm")
+                results.append(f"sample.stm named right {right}/13")
             else:
                 results.append(f"{uri} speech named {100 * named_share(turns, set(people)):.1f} %")
         print(f"threshold {threshold}: " + ", ".join(results))

@@ -78,7 +78,7 @@ class Diarizer:
             with SpeakerStore(speakers) as store:
                 self.people = store.voiceprints(voiceprint_model(backend))
             if not self.people:
-                warnings.warn(f"nobody is enrolled in {store.path}: no speaker is named", stacklevel=2)
+                warnings.warn(f"nobody is enrolled in {store.path}: nobody is named", stacklevel=2)
         loaded, warning = load_backend(backend, device, model_source)
         if warning:
             warnings.warn(warning, stacklevel=2)

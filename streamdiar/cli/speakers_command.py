@@ -54,7 +54,8 @@ class NamingAnnouncer:
     def __call__(self) -> None:
         for naming in self._namings[self._told :]:
             prefix = "" if self._uri is None else f"{self._uri}: "
-            self._note(f"{prefix}{naming.label} is {naming.name} (turns from {naming.time:.2f} s on)")
+            since = f"turns from {naming.time:.2f} s on"
+            self._note(f"{prefix}{naming.label} is {naming.name} ({since})")
             if self._jsonl is not None:
                 event: dict[str, Any] = {"event": "named"}
                 if self._uri is not None:
