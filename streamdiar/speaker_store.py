@@ -96,8 +96,8 @@ class SpeakerStore:
         stored = self.model()
         if stored is not None and stored != model:
             raise SpeakerStoreError(
-                f"{self.path} holds voiceprints of the model {stored}, not of {model}: "
-                "enroll the people again into another store"
+                f"{self.path} holds voiceprints of the model {stored}, which cannot be "
+                f"compared with those of {model}: use another store"
             )
 
     def people(self) -> list[EnrolledPerson]:

@@ -37,7 +37,7 @@ def test_a_store_of_another_model_is_refused(tmp_path):
     with SpeakerStore(path) as store:
         with pytest.raises(SpeakerStoreError, match="holds voiceprints of the model embedded"):
             store.voiceprints(MODEL)
-        with pytest.raises(SpeakerStoreError, match="not of " + MODEL):
+        with pytest.raises(SpeakerStoreError, match="compared with those of " + MODEL):
             store.add("Bob", MODEL, np.ones((1, 192)), "bob.wav")
 
 
