@@ -5,7 +5,6 @@ backend's length, one voiceprint per window."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from streamdiar.core.backend import Backend
 from streamdiar.core.packaged_models import CAMPPLUS_WEIGHTS_FILE, DIGESTS
 from streamdiar.core.types import SAMPLE_RATE
 from streamdiar.core.voiceprints import window_voiceprint
-from streamdiar.errors import StreamdiarError
+from streamdiar.speaker_store import EnrolmentError
 from streamdiar.stream.sources import file_blocks
 from streamdiar.stream.windows import Windower
 
@@ -24,11 +23,6 @@ Span = tuple[float, float]  # (start, end) in seconds
 
 # a voiceprint's speech below this is left out: the last window of the speech, when it is short
 MIN_WINDOW_SPEECH = 2.0  # s
-NAME_PATTERN = re.compile(r"[^\s\[\]<>]{1,64}")
-
-
-class EnrolmentError(StreamdiarError):
-    """Enrolment audio without speech of the person, or a name that cannot be used."""
 
 
 def voiceprint_model(backend_name: str) -> str:
@@ -37,16 +31,6 @@ def voiceprint_model(backend_name: str) -> str:
     if backend_name == "campplus":
         return f"campplus_cn_en_common sha256:{DIGESTS[CAMPPLUS_WEIGHTS_FILE][:16]}"
     return backend_name
-
-
-def check_name(name: str) -> str:
-    """`name` if it can name a speaker in RTTM, JSON lines and subtitles; EnrolmentError else."""
-    if not NAME_PATTERN.fullmatch(name) or re.fullmatch(r"SPEAKER_\d+", name):
-        raise EnrolmentError(
-            f"cannot enroll {name!r}: a name is 1-64 characters without spaces, [ ] < or >, "
-            "and not SPEAKER_NN"
-        )
-    return name
 
 
 def read_samples(path: Path) -> np.ndarray:

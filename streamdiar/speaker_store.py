@@ -9,6 +9,7 @@ a store holds one model's voiceprints and is refused, in one line, by a run of a
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,25 @@ CREATE TABLE voiceprints (
 );
 CREATE INDEX voiceprints_by_name ON voiceprints (name);
 """
+NAME_PATTERN = re.compile(r"[^\s\[\]<>]{1,64}")  # what RTTM, SRT and VTT carry whole
 
 
 class SpeakerStoreError(StreamdiarError):
     """A speaker store that cannot be read or written, or that another model made."""
+
+
+class EnrolmentError(StreamdiarError):
+    """Enrolment audio without speech of the person, or a name that cannot be used."""
+
+
+def check_name(name: str) -> str:
+    """`name` if it can name a speaker in RTTM, JSON lines and subtitles; EnrolmentError else."""
+    if not NAME_PATTERN.fullmatch(name) or re.fullmatch(r"SPEAKER_\d+", name):
+        raise EnrolmentError(
+            f"cannot enroll {name!r}: a name is 1-64 characters without spaces, [ ] < or >, "
+            "and not SPEAKER_NN"
+        )
+    return name
 
 
 def default_store_path() -> Path:

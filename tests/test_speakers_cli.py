@@ -3,6 +3,8 @@ development recordings, and the errors a user can cause."""
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -217,3 +219,11 @@ def test_live_names_the_speakers_of_a_simulated_microphone(run_cli, shared_data,
     named = {e["speaker"] for e in events if e["event"] == "named"}
     assert named and named <= set(PEOPLE)
     assert named <= {e["speaker"] for e in events if e["event"] == "turn"}
+
+
+def test_the_commands_import_no_torch_before_they_run():
+    """The speaker commands' flags and names load with the CLI: without torch, so that --help
+    is quick and the environment torch reads is set first."""
+    code = "import sys, streamdiar.cli; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout == "False\n", result.stderr

@@ -8,12 +8,19 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from streamdiar.core.voiceprints import Naming
-from streamdiar.enrolment import EnrolmentError, check_name
-from streamdiar.speaker_store import SpeakerStore, SpeakerStoreError, default_store_path
-from streamdiar.stream.sinks import JsonlWriter
+from streamdiar.speaker_store import (
+    EnrolmentError,
+    SpeakerStore,
+    SpeakerStoreError,
+    check_name,
+    default_store_path,
+)
+
+if TYPE_CHECKING:
+    from streamdiar.core.voiceprints import Naming
+    from streamdiar.stream.sinks import JsonlWriter
 from streamdiar.stream.sources import probe
 
 STORE_HELP = (
