@@ -21,6 +21,9 @@ from streamdiar.stream.windows import Windower
 
 Span = tuple[float, float]  # (start, end) in seconds
 
+# voiceprints come from the default backend's models: CAM++ is a speaker-verification model
+ENROLMENT_BACKEND = "campplus"
+
 # a voiceprint's speech below this is left out: the last window of the speech, when it is short
 MIN_WINDOW_SPEECH = 2.0  # s
 

@@ -17,11 +17,11 @@ from streamdiar.speaker_store import (
     check_name,
     default_store_path,
 )
+from streamdiar.stream.sources import probe
 
 if TYPE_CHECKING:
     from streamdiar.core.voiceprints import Naming
     from streamdiar.stream.sinks import JsonlWriter
-from streamdiar.stream.sources import probe
 
 STORE_HELP = (
     "the speaker store, an SQLite file (default: $XDG_DATA_HOME/streamdiar/speakers.sqlite, "
@@ -128,6 +128,7 @@ def _enroll(args: argparse.Namespace) -> int:
     inputs = [probe(path) for path in args.audio]  # every file, before any work
     # imported here: torch takes seconds to import, which --help and input errors skip
     from streamdiar.enrolment import (
+        ENROLMENT_BACKEND,
         cut,
         read_samples,
         reference_spans,
@@ -141,11 +142,11 @@ def _enroll(args: argparse.Namespace) -> int:
         for info in inputs
     ]
     store_path = _store_path(args)
-    model = voiceprint_model("campplus")
+    model = voiceprint_model(ENROLMENT_BACKEND)
     if store_path.exists():  # a store of another model is refused before any work
         with SpeakerStore(store_path) as store:
             store.check_model(model)
-    backend, warning = load_backend("campplus", args.device)
+    backend, warning = load_backend(ENROLMENT_BACKEND, args.device)
     if warning:
         warnings.warn(warning, stacklevel=1)
     found = []
