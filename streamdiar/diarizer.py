@@ -10,16 +10,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from numpy.typing import ArrayLike
 from threadpoolctl import threadpool_limits
 
 from streamdiar.core.backend import Backend
 from streamdiar.core.pyannote_models import ModelSource
 from streamdiar.core.types import SAMPLE_RATE, Turn
+from streamdiar.core.voiceprints import SpeakerNamer
+from streamdiar.enrolment import voiceprint_model
 from streamdiar.pushed_session import Session
 from streamdiar.session import build_diarizer, load_backend
 from streamdiar.settings import BACKENDS, SettingsError, check_backend, check_settings
 from streamdiar.shared_backend import SharedBackend
+from streamdiar.speaker_store import SpeakerStore
 from streamdiar.stream.pipeline import StreamingDiarizer
 from streamdiar.stream.pushed import BlockConverter, converted_blocks
 from streamdiar.stream.sources import file_blocks, probe
@@ -38,10 +42,13 @@ class Diarizer:
     and CPU. `latency` (0.5-5 s, or math.inf to commit nothing before the end) is how far
     behind the audio a turn becomes final; `window` and `step` default to the backend's,
     `batch_size` (windows per model call) to the device's. `model_source` says where the
-    pyannote backend's models come from.
+    pyannote backend's models come from. `speakers`, a speaker store (`streamdiar enroll`),
+    names each stream's speakers who match an enrolled person after them: turns carry the
+    name from the moment it is given, and the stream's `stats.namings` says which label got it.
 
     Raises SettingsError for an unknown backend or device, a value out of range, or models
-    that cannot be had, with the line the command prints.
+    that cannot be had, and SpeakerStoreError for a store that cannot be read or that another
+    model made, with the line the command prints.
 
     Building one limits BLAS (numpy, scipy) to one thread in this process, as the command
     does: the clustering's small matrices run beside the model's threads, and more BLAS
@@ -61,10 +68,17 @@ class Diarizer:
         step: float | None = None,
         batch_size: int | None = None,
         model_source: ModelSource | None = None,
+        speakers: str | os.PathLike[str] | None = None,
     ) -> None:
         backend = BACKENDS[0] if backend is None else backend
         check_backend(backend)
         check_settings(latency, window, step, batch_size)
+        self.people: dict[str, np.ndarray] = {}  # name -> voiceprints (m, dim)
+        if speakers is not None:
+            with SpeakerStore(speakers) as store:
+                self.people = store.voiceprints(voiceprint_model(backend))
+            if not self.people:
+                warnings.warn(f"nobody is enrolled in {store.path}: nobody is named", stacklevel=2)
         loaded, warning = load_backend(backend, device, model_source)
         if warning:
             warnings.warn(warning, stacklevel=2)
@@ -129,9 +143,20 @@ class Diarizer:
         )
         return TurnStream(self._pipeline(), converted_blocks(source, convert))
 
+    def namer(self) -> SpeakerNamer | None:
+        """A namer for one stream's speakers, after the enrolled people; None without any."""
+        return SpeakerNamer(self.people) if self.people else None
+
     def _pipeline(self) -> StreamingDiarizer:
         """The pipeline of one stream: its own stitcher and speakers, the shared models."""
-        return build_diarizer(self.models, self.latency, self._window, self._step, self._batch_size)
+        return build_diarizer(
+            self.models,
+            self.latency,
+            self._window,
+            self._step,
+            self._batch_size,
+            namer=self.namer(),
+        )
 
 
 async def _collected(turns: TurnStream) -> list[Turn]:

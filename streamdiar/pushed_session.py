@@ -5,6 +5,7 @@ from __future__ import annotations
 from numpy.typing import ArrayLike
 
 from streamdiar.core.types import Turn
+from streamdiar.core.voiceprints import Naming
 from streamdiar.errors import SessionClosedError
 from streamdiar.stream.pipeline import StreamingDiarizer
 from streamdiar.stream.pushed import BlockConverter
@@ -40,6 +41,12 @@ class Session:
     def committed_until(self) -> float:
         """Seconds from the first sample pushed up to which every turn is final."""
         return self._pipeline.stitcher.committed_until
+
+    @property
+    def namings(self) -> list[Naming]:
+        """The speakers named after enrolled people so far (`Diarizer(speakers=...)`), in
+        the order the names were given."""
+        return self._pipeline.stats.namings
 
     def push(self, samples: ArrayLike) -> list[Turn]:
         """Diarizes the next block of the stream and returns the turns it committed (often

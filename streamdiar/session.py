@@ -12,6 +12,7 @@ from streamdiar.core.embedded import EmbeddedBackend
 from streamdiar.core.pyannote_models import ModelSource, ModelSourceError, load_models
 from streamdiar.core.stitching import Stitcher
 from streamdiar.core.types import SAMPLE_RATE
+from streamdiar.core.voiceprints import SpeakerNamer
 from streamdiar.settings import SettingsError, check_backend, check_settings
 from streamdiar.stream.pipeline import StreamingDiarizer
 
@@ -101,6 +102,7 @@ def build_diarizer(
     step: float | None = None,
     batch_size: int | None = None,
     queue_windows: int = 64,
+    namer: SpeakerNamer | None = None,
 ) -> StreamingDiarizer:
     """A diarizer for one stream; window and step default to the backend's, the batch size to
     `file_batch_size` (a live diarizer passes its own). `queue_windows`
@@ -108,7 +110,8 @@ def build_diarizer(
     model makes capture drop old audio instead of falling ever further behind).
 
     Models load once per backend, while each stream needs its own speakers, so a backend is
-    shared by the diarizers built from it (one stream at a time).
+    shared by the diarizers built from it (one stream at a time). `namer` names the stream's
+    speakers after enrolled people.
     """
     window = backend.window_duration if window is None else window
     step = backend.window_step if step is None else step
@@ -121,5 +124,6 @@ def build_diarizer(
         max_speakers_per_frame=backend.max_local_speakers,
         speech_threshold=backend.speech_threshold,
         min_gap=backend.min_gap,
+        namer=namer,
     )
     return StreamingDiarizer(backend, stitcher, window, step, batch_size, queue_windows)

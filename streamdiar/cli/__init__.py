@@ -27,6 +27,11 @@ from streamdiar.cli.progress import (
     make_progress,
     measure,
 )
+from streamdiar.cli.speakers_command import (
+    NamingAnnouncer,
+    add_speakers_commands,
+    add_speakers_flag,
+)
 from streamdiar.cli.transcript_command import add_transcript_command
 from streamdiar.core.types import Turn
 from streamdiar.errors import StreamdiarError, UserError
@@ -86,23 +91,29 @@ async def _diarize_files(
     diarizer: Diarizer,
     writers: list[TurnWriter],
     display: ProgressDisplay,
+    jsonl: JsonlWriter | None,
 ) -> list[str]:
-    """Runs the files one after the other; returns a summary line per file."""
+    """Runs the files one after the other; returns a summary line per file. Each speaker
+    named after an enrolled person is announced (on stderr, and in `jsonl`) before the first
+    turn that carries the name."""
     summaries = []
     for info, uri in zip(inputs, uris):
         turns = diarizer.stream(info.path)
+        announce = NamingAnnouncer(turns.stats.namings, display.note, jsonl, uri)
         name = info.path.name
         display.start(name, info.duration)
         started = time.perf_counter()
         watcher = asyncio.create_task(follow(display, name, info.duration, turns.stats, started))
         try:
             async for turn in turns:
+                announce()
                 for writer in writers:
                     writer.write(uri, turn)
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
             await turns.aclose()
+        announce()
         done = measure(name, info.duration, turns.stats, started)
         display.finish(done)
         summaries.append(done.summary())
@@ -136,12 +147,16 @@ def _diarize(args: argparse.Namespace) -> int:
             step=args.step,
             batch_size=args.batch_size,
             model_source=model_source(args),
+            speakers=args.speakers,
         )
         display.note(f"Using device: {diarizer.device}")
         with display:
             # made while the display runs, so that a bar sharing the terminal stays below
-            writers.append(JsonlWriter() if args.jsonl else TimelinePrinter())
-            summaries = asyncio.run(_diarize_files(inputs, uris, diarizer, writers, display))
+            jsonl = JsonlWriter() if args.jsonl else None
+            writers.append(jsonl or TimelinePrinter())
+            summaries = asyncio.run(
+                _diarize_files(inputs, uris, diarizer, writers, display, jsonl)
+            )
     for summary in summaries:
         print(summary, file=sys.stderr)
     return 0
@@ -194,6 +209,7 @@ def _parser() -> argparse.ArgumentParser:
         help="windows per batch (default: for the device: on CPU 32 embedded, 4 pyannote; "
         "on CUDA 128 and 64)",
     )
+    add_speakers_flag(diarize)
     add_progress_flag(diarize)
 
     evaluate = commands.add_parser(
@@ -211,6 +227,7 @@ def _parser() -> argparse.ArgumentParser:
     add_bench_command(commands, common)
     add_transcript_command(commands, common)
     add_generate_command(commands, common)
+    add_speakers_commands(commands, common)
     return parser
 
 

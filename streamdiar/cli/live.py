@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from streamdiar.cli.model_flags import add_diarization_flags, model_source
+from streamdiar.cli.speakers_command import NamingAnnouncer, add_speakers_flag
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
 from streamdiar.settings import check_backend, check_settings
@@ -37,6 +38,7 @@ from streamdiar.transcript.writers import FORMATS, TranscriptWriter, format_of
 if TYPE_CHECKING:
     from streamdiar.cli.live_view import LiveView
     from streamdiar.core.backend import Backend
+    from streamdiar.core.voiceprints import SpeakerNamer
     from streamdiar.stream.pipeline import StreamingDiarizer
 
 # The most windows waiting for the model. A live diarizer infers windows one at a time while
@@ -53,12 +55,19 @@ EXIT_DEVICE_LOST = 1
 TranscriberPreparer = Callable[[str, str | None], Callable[[str], Transcriber]]
 
 
-def build_live_diarizer(backend: Backend, latency: float) -> StreamingDiarizer:
-    """A diarizer for live capture, at the backend's window and step."""
+def build_live_diarizer(
+    backend: Backend, latency: float, namer: SpeakerNamer | None = None
+) -> StreamingDiarizer:
+    """A diarizer for live capture, at the backend's window and step; `namer` names its
+    speakers after enrolled people."""
     from streamdiar.session import build_diarizer  # imports torch
 
     return build_diarizer(
-        backend, latency, batch_size=LIVE_QUEUE_WINDOWS, queue_windows=LIVE_QUEUE_WINDOWS
+        backend,
+        latency,
+        batch_size=LIVE_QUEUE_WINDOWS,
+        queue_windows=LIVE_QUEUE_WINDOWS,
+        namer=namer,
     )
 
 
@@ -210,7 +219,11 @@ def _live(args: argparse.Namespace, prepare: TranscriberPreparer = prepare_whisp
         from streamdiar.diarizer import Diarizer
 
         diarizer = Diarizer(
-            args.backend, args.device, args.latency, model_source=model_source(args)
+            args.backend,
+            args.device,
+            args.latency,
+            model_source=model_source(args),
+            speakers=args.speakers,
         )
         _say(f"using device {diarizer.device}")
         transcription = None
@@ -227,16 +240,20 @@ def _live(args: argparse.Namespace, prepare: TranscriberPreparer = prepare_whisp
                     view.write_segment(segment)
 
             transcription = LiveTranscription(transcriber, on_segment)
-        pipeline = build_live_diarizer(diarizer.models, args.latency)
+        pipeline = build_live_diarizer(diarizer.models, args.latency, diarizer.namer())
         capture = Capture(source)
         view = None if args.jsonl else LiveView(capture, pipeline, transcription=transcription)
         jsonl = JsonlWriter()
         writers.append(jsonl if view is None else view)
 
         written = 0
+        announce = NamingAnnouncer(
+            pipeline.stats.namings, _say, jsonl if view is None else None, source.name
+        )
 
         def on_turn(turn: Turn) -> None:
             nonlocal written
+            announce()
             for writer in writers:
                 writer.write(source.name, turn)
             written += 1
@@ -303,3 +320,4 @@ def add_live_command(
         help="with --transcribe: also write the labelled text to OUT.srt, .vtt, .json, .txt or .md",
     )
     add_diarization_flags(live)
+    add_speakers_flag(live)

@@ -24,6 +24,7 @@ from streamdiar.cli.progress import (
     make_progress,
     measure,
 )
+from streamdiar.cli.speakers_command import NamingAnnouncer, add_speakers_flag
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
 from streamdiar.settings import check_backend, check_settings
@@ -107,6 +108,7 @@ def add_transcript_command(
         f"'unknown' (default: {DEFAULT_TOLERANCE:g})",
     )
     add_diarization_flags(command)
+    add_speakers_flag(command)
     add_progress_flag(command)
 
 
@@ -166,10 +168,16 @@ def _run(
     from streamdiar.session import build_diarizer
 
     display = make_progress(args.progress)
-    diarizer = Diarizer(args.backend, args.device, args.latency, model_source=model_source(args))
+    diarizer = Diarizer(
+        args.backend,
+        args.device,
+        args.latency,
+        model_source=model_source(args),
+        speakers=args.speakers,
+    )
     display.note(f"Using device: {diarizer.device}")
     with display:
-        pipeline = build_diarizer(diarizer.models, args.latency)
+        pipeline = build_diarizer(diarizer.models, args.latency, namer=diarizer.namer())
         aligner = LiveAligner(args.tolerance)
         asyncio.run(_merge(args, info, segments, pipeline, aligner, display, on_turn, emit))
 
@@ -197,7 +205,10 @@ async def _merge(
         for segment in labelled:
             emit(segment)
 
+    announce = NamingAnnouncer(diarizer.stats.namings, display.note)
+
     def on_committed_turn(turn: Turn) -> None:
+        announce()
         on_turn(turn)
         emit_all(aligner.push_turn(turn))
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from streamdiar.core.clustering import Assignment, LocalKey, OnlineClustering
 from streamdiar.core.types import LocalSpeakers, Turn
+from streamdiar.core.voiceprints import Naming, SpeakerNamer
 
 
 def speaker_name(label: int) -> str:
@@ -42,6 +43,8 @@ class Stitcher:
     min_gap: pauses shorter than this inside one speaker's speech do not end the turn, unless
         another speaker talks in the pause beyond what `max_speakers_per_frame` allows.
     min_duration: shorter turns are dropped.
+    namer: names global speakers after enrolled people; a turn carries the name its speaker
+        has when the turn is emitted, and `namings` lists the names given so far.
     """
 
     def __init__(
@@ -53,8 +56,11 @@ class Stitcher:
         speech_threshold: float = 0.5,
         min_gap: float = 1.0,
         min_duration: float = 0.1,
+        namer: SpeakerNamer | None = None,
     ) -> None:
         self.clustering = clustering
+        self.namer = namer
+        self.namings: list[Naming] = []
         self.frame_step = frame_step
         self.latency = latency
         self.max_speakers_per_frame = max_speakers_per_frame
@@ -79,13 +85,13 @@ class Stitcher:
     def open_speakers(self) -> list[str]:
         """Speakers whose current turn is still open (talking at the commit point)."""
         last = self._committed - 1
-        return [speaker_name(g) for g, (_, end) in sorted(self._open.items()) if end == last]
+        return [self._speaker(g) for g, (_, end) in sorted(self._open.items()) if end == last]
 
     def open_turns(self) -> list[Turn]:
         """The committed part of each turn not closed yet: what a transcript aligner needs to
         label speech before its turn ends (the turn emitted later starts the same)."""
         return [
-            Turn(first * self.frame_step, (last + 1) * self.frame_step, speaker_name(g))
+            Turn(first * self.frame_step, (last + 1) * self.frame_step, self._speaker(g))
             for g, (first, last) in sorted(self._open.items())
         ]
 
@@ -94,6 +100,10 @@ class Stitcher:
         assignment = self.clustering.assign(index, local.embeddings, local.active)
         self._apply(assignment.relabels)
         self._held.append(_HeldWindow(index, start, valid_end, local, assignment.labels))
+        if self.namer is not None:
+            held = ((w.labels, w.local.embeddings) for w in self._held)
+            for label, name in self.namer.update(held):
+                self.namings.append(Naming(speaker_name(label), name, self.committed_until))
         self._seen_end = max(self._seen_end, valid_end)
         if math.isinf(self.latency):
             return []
@@ -109,6 +119,11 @@ class Stitcher:
         for label in sorted(self._open):
             turns.extend(self._close(label))
         return turns
+
+    def _speaker(self, label: int) -> str:
+        """The name of global speaker `label`: an enrolled person's, else SPEAKER_NN."""
+        name = self.namer.name_of(label) if self.namer is not None else None
+        return speaker_name(label) if name is None else name
 
     def _apply(self, labels: dict[LocalKey, int]) -> None:
         for window in self._held:
@@ -179,11 +194,17 @@ class Stitcher:
                     turns.extend(self._close(label))
         self._committed = until
         until_time = until * self.frame_step
-        self._held = [w for w in self._held if w.start + w.local.frame_step * len(w.local.activity) > until_time]
+        held = []
+        for window in self._held:
+            if window.start + window.local.frame_step * len(window.local.activity) > until_time:
+                held.append(window)
+            elif self.namer is not None:  # its labels are final
+                self.namer.retire(window.labels, window.local.embeddings)
+        self._held = held
         return sorted(turns, key=lambda t: (t.start, t.speaker))
 
     def _close(self, label: int) -> list[Turn]:
         first, last = self._open.pop(label)
         end = min((last + 1) * self.frame_step, self._seen_end)  # the last frame may be partial
-        turn = Turn(first * self.frame_step, end, speaker_name(label))
+        turn = Turn(first * self.frame_step, end, self._speaker(label))
         return [turn] if turn.duration >= self.min_duration else []

@@ -21,6 +21,7 @@ import torch
 from streamdiar.core.backend import Backend
 from streamdiar.core.stitching import Stitcher
 from streamdiar.core.types import SAMPLE_RATE, LocalSpeakers, Turn, Window
+from streamdiar.core.voiceprints import Naming
 from streamdiar.stream.windows import Windower, windows
 
 TurnCallback = Callable[[Turn], None]
@@ -40,6 +41,7 @@ class PipelineStats:
     stitching_seconds: float = 0.0
     speakers: set[str] = field(default_factory=set)
     fallbacks: list[str] = field(default_factory=list)
+    namings: list[Naming] = field(default_factory=list)  # speakers named after enrolled people
 
 
 def _out_of_memory(error: RuntimeError) -> bool:
@@ -66,7 +68,7 @@ class StreamingDiarizer:
         self.window_step = window_step
         self.batch_size = max(1, batch_size)
         self.queue_windows = max(queue_windows, self.batch_size)
-        self.stats = PipelineStats()
+        self.stats = PipelineStats(namings=stitcher.namings)
 
     async def run(self, blocks: AsyncIterable[np.ndarray], on_turn: TurnCallback) -> PipelineStats:
         windows_queue: asyncio.Queue[Window | None] = asyncio.Queue(self.queue_windows)
