@@ -19,14 +19,16 @@ def test_bench_writes_markdown_and_json_rows(run_cli, tmp_path) -> None:
     markdown, report_path = tmp_path / "bench.md", tmp_path / "bench.json"
     result = run_cli(
         "bench", "--durations", "12", "--audio-dir", tmp_path / "audio",
-        "--markdown", markdown, "--json", report_path,
+        "--markdown", markdown, "--json", report_path, "--runtime", "onnx,torch",
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
     report = json.loads(report_path.read_text())
-    assert [(row["mode"], row["batch_size"]) for row in report["rows"]] == [
-        ("file", 4),
-        ("streaming", 1),
+    assert [(row["runtime"], row["mode"], row["batch_size"]) for row in report["rows"]] == [
+        ("onnx", "file", 4),
+        ("onnx", "streaming", 1),
+        ("torch", "file", 4),
+        ("torch", "streaming", 1),
     ]
     for row in report["rows"]:
         assert row["backend"] == "campplus" and row["device"] == "cpu"
@@ -39,7 +41,10 @@ def test_bench_writes_markdown_and_json_rows(run_cli, tmp_path) -> None:
         assert 0 <= row["der"] <= 1 and 1 <= row["speakers"]
     table = markdown.read_text()
     assert table == result.stdout
-    assert "| campplus | cpu | file | 12 s |" in table and "| campplus | cpu | streaming | 12 s |" in table
+    assert "| campplus | cpu | onnx | file | 12 s |" in table
+    assert "| campplus | cpu | torch | streaming | 12 s |" in table
+    # the same models give the same turns on either runtime
+    assert len({(row["der"], row["speakers"]) for row in report["rows"]}) == 1
     # the audio is generated once and found again by a later run
     assert sorted(p.name for p in (tmp_path / "audio").iterdir()) == [
         "conversation-4spk-12s.rttm",
@@ -59,7 +64,7 @@ def test_bench_times_pyannote_audio_beside_the_pyannote_backend(run_cli, tmp_pat
     rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
     assert [row["mode"] for row in rows] == ["file", "pyannote.audio"]
     assert all(row["rtf"] > 0 and row["der"] is None for row in rows)
-    assert "| pyannote | cpu | pyannote.audio | 6 s |" in result.stdout
+    assert "| pyannote | cpu | torch | pyannote.audio | 6 s |" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -69,6 +74,7 @@ def test_bench_times_pyannote_audio_beside_the_pyannote_backend(run_cli, tmp_pat
         (["--durations", "soon"], "expected comma-separated seconds"),
         (["--backend", "whisper"], "unknown backend 'whisper'"),
         (["--modes", "offline"], "unknown mode 'offline'"),
+        (["--runtime", "tensorrt"], "unknown runtime 'tensorrt'"),
         (["--batch-size", "0"], "--batch-size and --speakers must be at least 1"),
     ],
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamdiar.cli.model_flags import add_model_flags
+from streamdiar.core.runtimes import RUNTIMES
 from streamdiar.errors import UserError
 from streamdiar.settings import BACKENDS
 from streamdiar.stream.sinks import OutputError
@@ -36,6 +38,7 @@ PYANNOTE_AUDIO_MAX = 300.0  # s: longer audio through pyannote.audio's own pipel
 class Run:
     backend: str
     device: str
+    runtime: str  # what runs the models on CPU: onnx or torch ($STREAMDIAR_RUNTIME)
     mode: str
     seconds: float  # audio duration
 
@@ -85,11 +88,13 @@ def bench_audio(directory: Path, seconds: float, speakers: int) -> tuple[Path, P
 def planned_runs(args: argparse.Namespace) -> Iterator[Run]:
     for backend in args.backend:
         for device in args.device:
-            for seconds in args.durations:
+            # only the default backend on CPU has a choice of runtime
+            runtimes = args.runtime if (backend, device) == ("campplus", "cpu") else ["torch"]
+            for runtime, seconds in itertools.product(runtimes, args.durations):
                 for mode in args.modes:
-                    yield Run(backend, device, mode, seconds)
+                    yield Run(backend, device, runtime, mode, seconds)
                 if backend == "pyannote" and seconds <= args.pyannote_audio_max:
-                    yield Run(backend, device, "pyannote.audio", seconds)
+                    yield Run(backend, device, runtime, "pyannote.audio", seconds)
 
 
 def measure_run(run: Run, audio: Path, reference: Path, args: argparse.Namespace) -> dict:
@@ -109,7 +114,8 @@ def measure_run(run: Run, audio: Path, reference: Path, args: argparse.Namespace
     ):
         if value is not None:
             command += [flag, str(value)]
-    result = subprocess.run(command, capture_output=True, text=True)
+    environment = {**os.environ, "STREAMDIAR_RUNTIME": run.runtime}
+    result = subprocess.run(command, capture_output=True, text=True, env=environment)
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
         raise UserError(f"{run.backend} on {run.device}, {run.mode}, {run.seconds:g} s failed: {lines[-1]}")
@@ -124,9 +130,9 @@ def markdown_table(rows: list[dict], machine: str, date: str) -> str:
     lines = [
         f"Measured on {machine}, {date}.",
         "",
-        "| backend | device | mode | audio | real-time factor | model per batch (median) "
+        "| backend | device | runtime | mode | audio | real-time factor | model per batch (median) "
         "| peak RSS | decode | segmentation | embedding | clustering | speakers | DER |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         split = ["—"] * 4
@@ -141,7 +147,8 @@ def markdown_table(rows: list[dict], machine: str, date: str) -> str:
         der = row.get("der")
         batch = f"{row['batch_ms_median']:.0f} ms" if "batch_ms_median" in row else "—"
         lines.append(
-            f"| {row['backend']} | {row['device']} | {row['mode']} | {_duration(row['audio_seconds'])} "
+            f"| {row['backend']} | {row['device']} | {row.get('runtime', '—')} | {row['mode']} "
+            f"| {_duration(row['audio_seconds'])} "
             f"| {row['rtf']:.3f} | {batch} | {row['peak_rss_mb']:.0f} MB | {' | '.join(split)} "
             f"| {row.get('speakers', '—')} | {'—' if der is None else f'{100 * der:.1f} %'} |"
         )
@@ -156,6 +163,9 @@ def _bench(args: argparse.Namespace) -> int:
         raise UserError(
             f"unknown backend {sorted(unknown)[0]!r}: choose from {', '.join(BACKENDS)}"
         )
+    unknown = set(args.runtime) - set(RUNTIMES)
+    if unknown:
+        raise UserError(f"unknown runtime {sorted(unknown)[0]!r}: choose from {', '.join(RUNTIMES)}")
     unknown = set(args.modes) - {"file", "streaming"}
     if unknown:
         raise UserError(f"unknown mode {sorted(unknown)[0]!r}: choose from file, streaming")
@@ -172,7 +182,8 @@ def _bench(args: argparse.Namespace) -> int:
             row["der"] = None  # random weights or another pipeline's labels: no meaningful DER
         rows.append(row)
         print(
-            f"streamdiar: {run.backend} {row['device']} {run.mode} {_duration(run.seconds)}: "
+            f"streamdiar: {run.backend} {row['device']} {run.runtime} {run.mode} "
+            f"{_duration(run.seconds)}: "
             f"real-time factor {row['rtf']:.3f}, peak RSS {row['peak_rss_mb']:.0f} MB",
             file=sys.stderr,
             flush=True,
@@ -208,6 +219,13 @@ def add_bench_command(
         help=f"comma-separated, of {', '.join(BACKENDS)} (default: {BACKENDS[0]})",
     )
     add("--device", type=_names, default=["cpu"], help="comma-separated devices (default: cpu)")
+    add(
+        "--runtime",
+        type=_names,
+        default=[RUNTIMES[0]],
+        help=f"comma-separated, of {', '.join(RUNTIMES)}: what runs the default backend's models "
+        f"on CPU (default: {RUNTIMES[0]})",
+    )
     add_model_flags(bench)
     add(
         "--durations",

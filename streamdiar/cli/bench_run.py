@@ -173,6 +173,8 @@ def measure(args: argparse.Namespace) -> dict:
     return {
         "backend": args.backend,
         "device": backend.device.type,
+        # what ran the models: ONNX Runtime or torch (where it fell back, torch)
+        "runtime": getattr(backend, "runtime", "torch"),
         "mode": args.mode,
         "batch_size": batch_size,
         **result,

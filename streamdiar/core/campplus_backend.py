@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from streamdiar.core.campplus import NUM_MELS, CampplusEncoder
-from streamdiar.core.onnx_runtime import OnnxModule, requested_runtime
+from streamdiar.core.onnx_runtime import OnnxModule
 from streamdiar.core.pyannote_backend import PyannoteBackend
 from streamdiar.core.pyannote_models import ModelSourceError, packaged_segmentation
+from streamdiar.core.runtimes import requested_runtime
 from streamdiar.core.types import SAMPLE_RATE
 
 

@@ -20,7 +20,6 @@ import onnxruntime
 import torch
 from torch import nn
 
-RUNTIMES = ("onnx", "torch")  # for CPU; the first is the default
 OPSET = 17
 INPUT = "input"
 OUTPUT = "output"
@@ -35,15 +34,6 @@ def cache_dir() -> Path:
         return Path(configured).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser() / "streamdiar"
-
-
-def requested_runtime() -> str:
-    """The CPU runtime asked for in $STREAMDIAR_RUNTIME (default: onnx). Raises ValueError
-    for an unknown name."""
-    runtime = os.environ.get("STREAMDIAR_RUNTIME", "").strip().lower() or RUNTIMES[0]
-    if runtime not in RUNTIMES:
-        raise ValueError(f"STREAMDIAR_RUNTIME must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    return runtime
 
 
 class OnnxModule:
