@@ -206,8 +206,8 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-size",
         type=int,
         metavar="N",
-        help="windows per batch (default: for the device: on CPU 32 embedded, 4 pyannote; "
-        "on CUDA 128 and 64)",
+        help="windows per batch (default: for the backend and device: on CPU 4 campplus and "
+        "pyannote, 32 embedded; on CUDA 64 and 128)",
     )
     add_speakers_flag(diarize)
     add_progress_flag(diarize)
