@@ -40,5 +40,7 @@ class SharedBackend:
         self._worker.submit(self._backend.to, device).result()
         return self
 
-    def infer(self, waveforms: torch.Tensor) -> list[LocalSpeakers]:
-        return self._worker.submit(self._backend.infer, waveforms).result()
+    def infer(
+        self, waveforms: torch.Tensor, step_samples: int | None = None
+    ) -> list[LocalSpeakers]:
+        return self._worker.submit(self._backend.infer, waveforms, step_samples).result()
