@@ -1,8 +1,9 @@
 """The results table of a batch: a row per file as it finishes, appended to JSON lines and CSV.
 
-Rows of earlier runs stay: a rerun appends the rows of the files it did. Each row goes out in
-one write call and is flushed at once; a run killed in the middle of one leaves a partial last
-line, which the next run cuts off before it appends.
+Rows of earlier runs stay: a rerun appends the rows of the files it did. Each row is one line
+(line breaks in a file name become spaces in the CSV) that goes out in one write call, flushed
+at once; a run killed in the middle of one leaves a partial last line, which the next run cuts
+off before it appends.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import csv
 import io
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from types import TracebackType
@@ -61,7 +63,7 @@ class ResultsTable:
     def append(self, row: ResultRow) -> None:
         values = row.as_json()
         self._jsonl.write((json.dumps(values, ensure_ascii=False) + "\n").encode("utf-8"))
-        self._csv.write(_csv_line(["" if values[c] is None else values[c] for c in COLUMNS]))
+        self._csv.write(_csv_line([_one_csv_line(values[c]) for c in COLUMNS]))
 
     def close(self) -> None:
         self._jsonl.close()
@@ -91,6 +93,13 @@ def _appending(path: Path) -> BinaryIO:
             stream.truncate(whole)
         stream.seek(0, os.SEEK_END)
     return stream
+
+
+def _one_csv_line(value: object) -> object:
+    """A value that keeps its CSV row on one line (a line break would be quoted, not cut)."""
+    if value is None:
+        return ""
+    return re.sub(r"[\r\n]+", " ", value) if isinstance(value, str) else value
 
 
 def _csv_line(values: list[object]) -> bytes:
