@@ -36,6 +36,7 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # as each worker runs its models
 CONVERSATIONS = ((3, 2), (4, 3))  # seed, voices: 30 s each
 RAY_NO_TOKEN = ("RAY_AUTH_MODE", "disabled")
 KILL_WAIT = 180.0  # s at most for a run to finish its first file, or for workers to end
+OUTPUTS = (".rttm", ".turns.jsonl")
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,8 @@ def test_batch_writes_what_diarize_writes_and_records_failures(
     for uri in good:
         rttm = reference.rttms[uri]
         assert (out / f"{uri}.rttm").read_text() == rttm, uri
-        events = [json.loads(line) for line in (out / f"{uri}.turns.jsonl").read_text().splitlines()]
+        lines = (out / f"{uri}.turns.jsonl").read_text().splitlines()
+        events = [json.loads(line) for line in lines]
         assert len(events) == len(rttm.splitlines())
         assert all(e["event"] == "turn" and e["uri"] == uri for e in events)
     assert (out / "sample.srt").read_text() == reference.transcript
@@ -163,7 +165,8 @@ def test_batch_writes_what_diarize_writes_and_records_failures(
     assert sorted(rows) == sorted([*good, "corrupt", "clip"])
     for uri in good:
         assert rows[uri]["status"] == "done" and rows[uri]["audio_seconds"] == pytest.approx(30.0)
-        assert rows[uri]["speakers"] == len({line.split()[7] for line in reference.rttms[uri].splitlines()})
+        speakers = {line.split()[7] for line in reference.rttms[uri].splitlines()}
+        assert rows[uri]["speakers"] == len(speakers)
     corrupt = rows["corrupt"]
     assert corrupt["status"] == "failed"
     assert corrupt["error"].startswith(f"cannot decode {archive.corrupt}: ")
@@ -198,7 +201,7 @@ def test_a_batch_killed_midway_finishes_only_the_missing_files(
     _wait_until_workers_end(batch.pid, runner)
 
     uris = [path.stem for path in archive.excerpts]
-    done = [uri for uri in uris if (out / f"{uri}.rttm").exists() and (out / f"{uri}.turns.jsonl").exists()]
+    done = [uri for uri in uris if all((out / f"{uri}{end}").exists() for end in OUTPUTS)]
     assert 1 <= len(done) < len(uris), "killed midway"
     kept = {uri: (out / f"{uri}.rttm").stat().st_mtime_ns for uri in done}
     rows_before = len(results(out))

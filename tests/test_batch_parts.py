@@ -2,8 +2,10 @@
 whole, the results table, retries, worker sizing and the progress numbers."""
 
 import csv
+from contextlib import closing
 import io
 import json
+import sys
 from collections import deque
 from pathlib import Path, PurePath
 
@@ -15,7 +17,8 @@ from streamdiar.batch.inputs import BatchFile, BatchInputError, collect_files
 from streamdiar.batch.job import BatchTally, files_left, plan_workers
 from streamdiar.batch.outputs import FileOutputs, partial, written_whole
 from streamdiar.batch.results import COLUMNS, DONE, FAILED, ResultRow, ResultsTable
-from streamdiar.batch.retries import Attempts
+from streamdiar.batch.ray_pool import import_ray
+from streamdiar.batch.retries import Attempts, BatchError
 
 
 def touch(path: Path, size: int = 1) -> Path:
@@ -143,9 +146,9 @@ def rows(folder: Path) -> tuple[list[dict], list[dict]]:
 def test_results_are_appended_to_json_lines_and_csv(tmp_path):
     done = ResultRow("/a/b.wav", "b", DONE, 30.0004, 2, 0.12345)
     failed = ResultRow.failed("/a/c,d.wav", "c,d", "cannot decode it:\n  bad header")
-    with ResultsTable(tmp_path) as table:
+    with closing(ResultsTable(tmp_path)) as table:
         table.append(done)
-    with ResultsTable(tmp_path) as table:  # a rerun appends, under the one header
+    with closing(ResultsTable(tmp_path)) as table:  # a rerun appends, under the one header
         table.append(failed)
     jsonl, table_rows = rows(tmp_path)
     assert jsonl[0]["audio_seconds"] == 30.0 and jsonl[0]["real_time_factor"] == 0.123
@@ -160,13 +163,13 @@ def test_results_are_appended_to_json_lines_and_csv(tmp_path):
 )
 def test_a_table_cut_anywhere_takes_whole_rows_after_it(tmp_path_factory, cut, uris):
     folder = tmp_path_factory.mktemp("table")
-    with ResultsTable(folder) as table:
+    with closing(ResultsTable(folder)) as table:
         for uri in uris:
             table.append(ResultRow(f"/x/{uri}.wav", uri, DONE, 1.5, 1, 0.1))
     for path in (folder / "results.jsonl", folder / "results.csv"):
         data = path.read_bytes()
         path.write_bytes(data[: min(cut, len(data))])  # killed in the middle of a write
-    with ResultsTable(folder) as table:
+    with closing(ResultsTable(folder)) as table:
         table.append(ResultRow.failed("/x/last.wav", "last", "bad"))
     jsonl, table_rows = rows(folder)
     assert jsonl[-1]["uri"] == "last" and table_rows[-1]["uri"] == "last"
@@ -190,8 +193,8 @@ def test_a_file_is_retried_then_recorded_as_failed(tmp_path):
 @pytest.mark.parametrize(
     ("cores", "gpus", "workers", "threads", "expected"),
     [
-        (2, 0, None, None, (1, 2)),
-        (16, 0, None, None, (8, 2)),
+        (2, 0, None, None, (2, 1)),
+        (16, 0, None, None, (16, 1)),
         (2, 0, 2, None, (2, 1)),
         (16, 4, None, None, (4, 4)),
         (8, 0, 3, 1, (3, 1)),
@@ -214,3 +217,25 @@ def test_tally_counts_hours_throughput_and_time_left(tmp_path):
     assert tally.time_left() == pytest.approx(10.0, rel=0.01)
     assert "2/4 files, 0.50 h of audio, 18" in tally.describe() and "1 failed" in tally.describe()
     assert tally.summary().startswith("1 files done, 1 failed, 2 done before: 0.50 h of audio")
+
+
+def test_ray_missing_is_one_line_that_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    with pytest.raises(BatchError, match=r"--ray needs Ray: pip install 'streamdiar\[ray\]'"):
+        import_ray()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nothing.wav"], "no such file or folder: nothing.wav"),
+        (["--workers", "0", "x.wav"], "--workers must be at least 1, got 0"),
+        (["--retries", "-1", "x.wav"], "--retries must be at least 0, got -1"),
+        (["--latency", "9", "x.wav"], "latency must be between 0.5 and 5 s, got 9"),
+    ],
+)
+def test_inputs_and_flags_no_batch_can_use_end_in_one_line(run_cli, tmp_path, args, message):
+    result = run_cli("batch", *args, "--out", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == f"streamdiar: error: {message}\n"
+    assert not (tmp_path / "out").exists()

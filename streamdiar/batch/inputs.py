@@ -110,7 +110,10 @@ def read_manifest(path: Path) -> list[BatchFile]:
         text = read_text_file(path, "a manifest", encoding="utf-8-sig")
     except TextFileError as error:
         raise BatchInputError(str(error)) from None
-    rows = _csv_rows(text, path) if MANIFEST_FORMATS[path.suffix.lower()] == "csv" else _json_rows(text, path)
+    if MANIFEST_FORMATS[path.suffix.lower()] == "csv":
+        rows = _csv_rows(text, path)
+    else:
+        rows = _json_rows(text, path)
     files = [_manifest_file(row, path, number) for number, row in rows]
     if not files:
         raise BatchInputError(f"{path}: lists no files")
@@ -177,7 +180,7 @@ def _check_distinct(files: Iterable[BatchFile]) -> None:
         key = (file.folder, file.uri)
         if key in seen:
             raise BatchInputError(
-                f"{seen[key]} and {file.path} would write the same outputs ({file.folder / file.uri}"
-                ".*): list them in a manifest with a uri for each"
+                f"{seen[key]} and {file.path} would write the same outputs "
+                f"({file.folder / file.uri}.*): list them in a manifest with a uri for each"
             )
         seen[key] = file.path

@@ -12,11 +12,14 @@ from streamdiar.batch.inputs import BatchFile
 from streamdiar.batch.outputs import FileOutputs
 from streamdiar.batch.results import DONE, ResultRow
 
-# On CPU a worker gets this many threads by default: see README "Archives" for the measure
-CPU_THREADS_PER_WORKER = 2
+# On CPU, by default, a worker per this many cores: on 2 cores, 2 workers of 1 thread each did
+# more than 1 worker of 2 threads in every run (README "Archives")
+CPU_THREADS_PER_WORKER = 1
 
 
-def files_left(files: Iterable[BatchFile], out_dir: Path, transcript_format: str) -> list[BatchFile]:
+def files_left(
+    files: Iterable[BatchFile], out_dir: Path, transcript_format: str
+) -> list[BatchFile]:
     """The files whose outputs are not all there yet, in their order."""
     return [f for f in files if not FileOutputs.of(f, out_dir, transcript_format).done()]
 

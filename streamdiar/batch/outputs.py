@@ -29,11 +29,9 @@ class FileOutputs:
     @classmethod
     def of(cls, file: BatchFile, out_dir: Path, transcript_format: str) -> FileOutputs:
         """Where `file`'s outputs go under `out_dir` (its folder, then its uri)."""
-        base = out_dir / file.folder / file.uri
-        transcript = (
-            base.with_name(f"{file.uri}.{transcript_format}") if file.transcript else None
-        )
-        return cls(base.with_name(f"{file.uri}.rttm"), base.with_name(file.uri + TURNS_SUFFIX), transcript)
+        folder = out_dir / file.folder
+        transcript = folder / f"{file.uri}.{transcript_format}" if file.transcript else None
+        return cls(folder / f"{file.uri}.rttm", folder / (file.uri + TURNS_SUFFIX), transcript)
 
     def paths(self) -> list[Path]:
         return [p for p in (self.rttm, self.turns, self.transcript) if p is not None]

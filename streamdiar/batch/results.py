@@ -15,7 +15,6 @@ import os
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO
 
 DONE = "done"
@@ -49,7 +48,8 @@ COLUMNS = [f.name for f in fields(ResultRow)]
 
 
 class ResultsTable:
-    """`results.jsonl` and `results.csv` in a folder, appended a row at a time."""
+    """`results.jsonl` and `results.csv` in a folder, appended a row at a time (then
+    `close()`, or `with contextlib.closing(ResultsTable(folder))`)."""
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -68,17 +68,6 @@ class ResultsTable:
     def close(self) -> None:
         self._jsonl.close()
         self._csv.close()
-
-    def __enter__(self) -> ResultsTable:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _appending(path: Path) -> BinaryIO:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from contextlib import closing
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -31,7 +32,9 @@ DEFAULT_RETRIES = 2
 LOCAL_RAY = "local"  # --ray without an address: a Ray of its own on this machine
 
 
-def add_batch_command(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_batch_command(
+    commands: argparse._SubParsersAction, common: argparse.ArgumentParser
+) -> None:
     command = commands.add_parser(
         "batch",
         parents=[common],
@@ -55,8 +58,8 @@ def add_batch_command(commands: argparse._SubParsersAction, common: argparse.Arg
         "--workers",
         type=int,
         metavar="N",
-        help="workers, each holding the models (default: one per GPU, else one per "
-        "2 CPU cores; with --ray, of the cluster)",
+        help="workers, each holding the models (default: one per GPU, else one per CPU "
+        "core; with --ray, of the cluster)",
     )
     add(
         "--threads",
@@ -122,10 +125,10 @@ def _batch(args: argparse.Namespace) -> int:
     left = files_left(files, out_dir, args.transcript_format)
     tally = BatchTally.of(left, skipped=len(files) - len(left))
     display = make_batch_display(args.progress)
-    with ResultsTable(out_dir) as table, display:
+    with closing(ResultsTable(out_dir)) as table, display:
         if left:
             sizes = {str(f.path): f.size for f in left}
-            display.start(tally)
+            display.start_batch(tally)
             for row in _results(args, out_dir, left, display):
                 table.append(row)
                 tally.add(row, sizes[row.file])
@@ -145,7 +148,8 @@ def _results(
         cores, gpus = connect(None if args.ray == LOCAL_RAY else args.ray)
         gpus = gpus if use_gpu else 0
         workers, threads = plan_workers(cores, gpus, args.workers, args.threads)
-        display.note(f"Ray: {_counted(workers, 'worker')} of {_counted(threads, 'CPU')}{' and 1 GPU' if gpus else ''} each")
+        each = _counted(threads, "CPU") + (" and 1 GPU" if gpus else "")
+        display.note(f"Ray: {_counted(workers, 'worker')} of {each} each")
         run = partial(ray_results, gpus_per_worker=min(gpus, 1))
     else:
         from streamdiar.batch.local_pool import local_results

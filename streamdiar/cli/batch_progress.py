@@ -1,23 +1,15 @@
 """Progress of a batch on stderr: one bar over all files for people (files and hours done,
 x real time, time left, failures), one `[PROGRESS]` line per file for programs, or nothing
-but the summary at the end."""
+but the summary at the end. The displays of `streamdiar diarize`, told about files as they
+finish rather than about positions in one file."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from types import TracebackType
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.text import Text
 
 from streamdiar.batch.job import BatchTally
 from streamdiar.batch.results import DONE, ResultRow
-
-
-def _speakers(count: int | None) -> str:
-    return f"{count} speaker{'' if count == 1 else 's'}"
+from streamdiar.cli.progress import PlainProgress, ProgressDisplay, RichProgress, progress_mode
 
 
 def describe_row(row: ResultRow) -> str:
@@ -26,75 +18,34 @@ def describe_row(row: ResultRow) -> str:
     if row.status != DONE:
         return f"failed {name}: {row.error}"
     seconds = "?" if row.audio_seconds is None else f"{row.audio_seconds:.1f}"
-    factor = "" if row.real_time_factor is None else f", real-time factor {row.real_time_factor:.3f}"
+    speakers = f"{row.speakers} speaker{'' if row.speakers == 1 else 's'}"
+    factor = row.real_time_factor
+    factor_text = "" if factor is None else f", real-time factor {factor:.3f}"
     warning = f" (warning: {row.warning})" if row.warning else ""
-    return f"done {name}: {seconds} s, {_speakers(row.speakers)}{factor}{warning}"
+    return f"done {name}: {seconds} s, {speakers}{factor_text}{warning}"
 
 
-class BatchDisplay:
+class BatchDisplay(ProgressDisplay):
     """Notes only, as plain lines (mode none): no line per file."""
 
-    def __enter__(self) -> BatchDisplay:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        return None
-
-    def note(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
-    def start(self, tally: BatchTally) -> None:
+    def start_batch(self, tally: BatchTally) -> None:
         return None
 
     def finished(self, row: ResultRow, tally: BatchTally) -> None:
         return None
 
 
-class PlainBatchDisplay(BatchDisplay):
+class PlainBatchDisplay(PlainProgress, BatchDisplay):
     """A `[PROGRESS]` line per finished file, with where the batch stands."""
-
-    def note(self, text: str) -> None:
-        super().note(f"[PROGRESS] {text}")
 
     def finished(self, row: ResultRow, tally: BatchTally) -> None:
         self.note(f"{describe_row(row)}; {tally.describe()}")
 
 
-class RichBatchDisplay(BatchDisplay):
+class RichBatchDisplay(RichProgress, BatchDisplay):
     """One bar over the files of the run; a line above it for each failed file."""
 
-    def __init__(self) -> None:
-        self._console = Console(stderr=True)
-        self._progress = Progress(
-            TextColumn("files"),
-            BarColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            console=self._console,
-        )
-        self._task: TaskID | None = None
-
-    def __enter__(self) -> RichBatchDisplay:
-        self._progress.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._progress.stop()
-
-    def note(self, text: str) -> None:
-        self._console.print(Text(text))
-
-    def start(self, tally: BatchTally) -> None:
+    def start_batch(self, tally: BatchTally) -> None:
         self._task = self._progress.add_task("files", total=tally.files, status=tally.describe())
 
     def finished(self, row: ResultRow, tally: BatchTally) -> None:
@@ -105,7 +56,7 @@ class RichBatchDisplay(BatchDisplay):
 
 
 def make_batch_display(mode: str) -> BatchDisplay:
-    """The display for `mode`; auto is the bar on a terminal, plain lines otherwise."""
-    if mode == "auto":
-        mode = "rich" if sys.stderr.isatty() else "plain"
-    return {"rich": RichBatchDisplay, "plain": PlainBatchDisplay, "none": BatchDisplay}[mode]()
+    """The display for `mode`: auto is the bar on a terminal, plain lines otherwise."""
+    return {"rich": RichBatchDisplay, "plain": PlainBatchDisplay, "none": BatchDisplay}[
+        progress_mode(mode)
+    ]()
