@@ -1,8 +1,9 @@
 """`streamdiar batch` end to end, on local worker processes and on a local Ray instance (2
 CPUs): the dev recordings and generated conversations get the RTTMs `streamdiar diarize`
 writes for them, a corrupt file is a failed row while the others complete, a file whose
-outputs cannot be written is tried again and then recorded as failed, and a batch killed
-with SIGKILL finishes only the missing files when run again.
+outputs cannot be written is tried again and then recorded as failed, a worker killed at work
+is replaced and its file done, and a batch killed with SIGKILL finishes only the missing files
+when run again.
 
 Each worker runs its models on one thread (two workers on two cores), and so does the
 reference `diarize`: the thread count changes float rounding in the models, which can move a
@@ -33,6 +34,7 @@ PROJECT_ROOT = Path(streamdiar.__file__).resolve().parents[1]
 FASTER_WHISPER = Path(__file__).parent / "fixtures" / "transcripts" / "faster_whisper.json"
 QUIET = ("--progress", "none")
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # as each worker runs its models
+ONE_WORKER = ("--workers", "1", "--threads", "1")
 CONVERSATIONS = ((3, 2), (4, 3))  # seed, voices: 30 s each
 RAY_NO_TOKEN = ("RAY_AUTH_MODE", "disabled")
 KILL_WAIT = 180.0  # s at most for a run to finish its first file, or for workers to end
@@ -185,7 +187,7 @@ def test_a_batch_killed_midway_finishes_only_the_missing_files(
     command = ["batch", *map(str, archive.excerpts), "--out", str(out), "--progress", "plain"]
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **runner.env}
     batch = subprocess.Popen(
-        [sys.executable, "-m", "streamdiar.cli", *command, *runner.flags, "--workers", "1"],
+        [sys.executable, "-m", "streamdiar.cli", *command, *runner.flags, *ONE_WORKER],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -235,3 +237,41 @@ def _wait_until_workers_end(batch_pid: int, runner: Runner) -> None:
             return
         assert time.monotonic() < deadline, "a worker outlived the killed batch"
         time.sleep(0.2)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker in /proc")
+def test_a_local_worker_killed_at_work_costs_its_file_one_attempt(archive, reference, tmp_path):
+    out = tmp_path / "out"
+    files = [str(path) for path in archive.excerpts]
+    batch = subprocess.Popen(
+        [sys.executable, "-m", "streamdiar.cli", "batch", *files, "--out", str(out),
+         *ONE_WORKER, "--progress", "plain"],
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert batch.stderr is not None
+    for line in batch.stderr:
+        if "Using device" in line:  # the worker has its models, and its first file
+            break
+    (worker,) = _workers_of(batch.pid)
+    assert results(out) == []
+    os.kill(worker, signal.SIGKILL)
+    stderr = batch.stderr.read()
+    assert batch.wait() == 0, stderr
+    rows = results(out)
+    assert sorted(row["uri"] for row in rows) == sorted(path.stem for path in archive.excerpts)
+    assert all(row["status"] == "done" for row in rows), rows
+    for path in archive.excerpts:
+        assert (out / f"{path.stem}.rttm").read_text() == reference.rttms[path.stem]
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The worker processes the batch process `pid` started (not multiprocessing's helpers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [
+        int(child)
+        for child in children
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
