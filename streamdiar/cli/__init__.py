@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import math
 import os
-import signal
 import sys
 import time
 import warnings
@@ -16,8 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Protocol, TextIO
 
 from streamdiar import __version__
+from streamdiar.cli.batch_command import add_batch_command
 from streamdiar.cli.bench import add_bench_command
 from streamdiar.cli.generate import add_generate_command
+from streamdiar.cli.interrupts import stop_on_sigterm
 from streamdiar.cli.live import add_live_command
 from streamdiar.cli.model_flags import add_diarization_flags, model_source
 from streamdiar.cli.progress import (
@@ -120,13 +121,8 @@ async def _diarize_files(
     return summaries
 
 
-def _stop_on_sigterm(signum: int, frame: object) -> NoReturn:
-    """SIGTERM stops a run the way Ctrl-C does: inputs closed, outputs whole, exit 130."""
-    raise KeyboardInterrupt
-
-
 def _diarize(args: argparse.Namespace) -> int:
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    stop_on_sigterm()
     check_backend(args.backend)
     check_settings(args.latency, args.window, args.step, args.batch_size)
     inputs = [probe(path) for path in args.audio]  # every file, before any work
@@ -228,6 +224,7 @@ def _parser() -> argparse.ArgumentParser:
     add_bench_command(commands, common)
     add_transcript_command(commands, common)
     add_generate_command(commands, common)
+    add_batch_command(commands, common)
     add_speakers_commands(commands, common)
     return parser
 
