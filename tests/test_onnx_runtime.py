@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from streamdiar.core.campplus_backend import CampplusBackend
-from streamdiar.core.onnx_runtime import OnnxModule, cache_dir, weights_digest
+from streamdiar.core.onnx_runtime import SPINNING, OnnxModule, cache_dir, weights_digest
 
 CPU = torch.device("cpu")
 
@@ -47,6 +47,9 @@ def test_export_takes_any_batch_and_length_and_is_cached(private_cache):
     assert cached.stat().st_mtime_ns == modified  # loaded, not exported again
     export(Scaled(0.25))  # other weights, another file
     assert len(list((private_cache / "onnx").iterdir())) == 2
+    # idle threads sleep, leaving the cores to torch, the other model and a transcriber
+    options = onnx_module.session.get_session_options()
+    assert options.get_session_config_entry(SPINNING) == "0"
 
 
 @pytest.mark.parametrize("damage", [b"", b"not a model", None], ids=["empty", "garbage", "other"])

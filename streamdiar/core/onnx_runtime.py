@@ -25,6 +25,7 @@ INPUT = "input"
 OUTPUT = "output"
 # outputs of ONNX Runtime and torch on the check input may differ by float rounding only
 CHECK_TOLERANCE = 1e-3
+SPINNING = "session.intra_op.allow_spinning"  # the session option: may idle threads spin?
 
 
 def cache_dir() -> Path:
@@ -78,6 +79,11 @@ class OnnxModule:
         options.log_severity_level = 3  # errors only: its warnings are about graph rewrites
         # without its arena, which keeps the largest buffers it ever used: 130 MB less RSS
         options.enable_cpu_mem_arena = False
+        # Its threads sleep when a run ends instead of spinning: the two models' thread pools
+        # and torch's take turns on the same cores, and a spinning pool holds a core the next
+        # step needs (streamed windows on 2 busy cores: 60-82 ms each instead of 93-94), and
+        # one a transcriber beside it needs.
+        options.add_session_config_entry(SPINNING, "0")
         try:
             session = onnxruntime.InferenceSession(
                 model, options, providers=["CPUExecutionProvider"]
