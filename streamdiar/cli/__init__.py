@@ -20,6 +20,7 @@ from streamdiar.cli.bench import add_bench_command
 from streamdiar.cli.generate import add_generate_command
 from streamdiar.cli.live import add_live_command
 from streamdiar.cli.model_flags import add_diarization_flags, model_source
+from streamdiar.cli.serve import add_serve_command
 from streamdiar.cli.progress import (
     ProgressDisplay,
     add_progress_flag,
@@ -224,6 +225,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--hyp", type=Path, required=True, metavar="HYP.rttm", help="hypothesis turns")
     add("--uem", type=Path, metavar="UEM", help="regions to score (default: all speech)")
     add_live_command(commands, common)
+    add_serve_command(commands, common)
     add_bench_command(commands, common)
     add_transcript_command(commands, common)
     add_generate_command(commands, common)
