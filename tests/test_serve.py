@@ -31,6 +31,7 @@ from streamdiar.server.app import Server, SocketStream
 from streamdiar.server.client import StreamResult, stream_file
 from streamdiar.shared_backend import SharedBackend
 from streamdiar.stream.backlog import AudioBacklog, CaptureStats
+from test_live import SlowBackend
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -108,21 +109,6 @@ def test_four_streams_at_real_time_keep_up_and_give_the_turns_of_diarize(
     print(f"4 streams of 30 s in {wall:.1f} s")
     assert server.active == 0
     assert sum("opened" in line for line in lines) == 4
-
-
-class SlowBackend:
-    """A backend slowed to well below real time."""
-
-    def __init__(self, backend: Any, seconds_per_window: float) -> None:
-        self._backend = backend
-        self._seconds_per_window = seconds_per_window
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._backend, name)
-
-    def infer(self, waveforms: Any) -> list:
-        time.sleep(self._seconds_per_window * len(waveforms))
-        return self._backend.infer(waveforms)
 
 
 def _diarizer_of(models: Any) -> SimpleNamespace:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamdiar.cli.bench_serve import serve_rows, serve_table
-from streamdiar.cli.model_flags import add_model_flags
+from streamdiar.cli.model_flags import add_model_flags, model_arguments
 from streamdiar.core.runtimes import RUNTIMES
 from streamdiar.errors import UserError
 from streamdiar.settings import BACKENDS
@@ -115,15 +115,7 @@ def measure_run(run: Run, audio: Path, reference: Path, args: argparse.Namespace
     ]  # fmt: skip
     if args.batch_size is not None:
         command += ["--batch-size", str(args.batch_size)]
-    if args.random_weights:
-        command.append("--random-weights")
-    for flag, value in (
-        ("--hf-token", args.hf_token),
-        ("--segmentation", args.segmentation),
-        ("--embedding", args.embedding),
-    ):
-        if value is not None:
-            command += [flag, str(value)]
+    command += model_arguments(args)
     environment = {**os.environ, "STREAMDIAR_RUNTIME": run.runtime}
     result = subprocess.run(command, capture_output=True, text=True, env=environment)
     if result.returncode != 0:

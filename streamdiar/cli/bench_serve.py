@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from statistics import median
 
+from streamdiar.cli.model_flags import model_arguments
 from streamdiar.errors import UserError
 
 STARTUP_SECONDS = 300.0  # loading (and on first use exporting) the models
@@ -163,15 +164,7 @@ def serve_rows(args: argparse.Namespace, audio_of, record) -> None:
     from streamdiar.core.runtimes import RUNTIMES
 
     flags = ["--max-streams", str(max(args.streams)), "--latency", str(args.latency)]
-    if args.random_weights:
-        flags.append("--random-weights")
-    for flag, value in (
-        ("--hf-token", args.hf_token),
-        ("--segmentation", args.segmentation),
-        ("--embedding", args.embedding),
-    ):
-        if value is not None:
-            flags += [flag, str(value)]
+    flags += model_arguments(args)
     for backend in args.backend:
         for device in args.device:
             runtimes = args.runtime if (backend, device) == ("campplus", "cpu") else [RUNTIMES[0]]
