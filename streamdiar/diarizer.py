@@ -121,7 +121,11 @@ class Diarizer:
     def session(self, sample_rate: int = SAMPLE_RATE, channels: int = 1) -> Session:
         """A stream to push audio into, block by block, from a plain thread: blocks of
         `sample_rate` Hz with `channels` channels. Raises SettingsError for a rate or channel
-        count below 1."""
+        count below 1.
+
+        Pushed audio is live audio: each window is inferred on its own, so the turns are those
+        of `diarize` with `batch_size=1`, whatever the block sizes (`diarize`'s batches of
+        consecutive windows share one CAM++ pass, which needs the audio ahead)."""
         return Session(self._pipeline(), sample_rate, channels)
 
     def stream(
@@ -135,12 +139,15 @@ class Diarizer:
 
         source: an audio file (checked now: AudioError if it is missing or undecodable), or
         an async iterable of blocks as `Session.push` takes them, of `sample_rate` Hz (default
-        16000) and `channels` channels (default 1), which a file has of its own.
+        16000) and `channels` channels (default 1), which a file has of its own. A file is
+        diarized as `diarize` does it; blocks as live audio, as `session` does.
         """
         if isinstance(source, (str, os.PathLike)):
             if sample_rate is not None or channels is not None:
                 raise SettingsError("sample_rate and channels describe blocks: a file has its own")
-            return TurnStream(self._pipeline(), file_blocks(probe(Path(source)).path))
+            return TurnStream(
+                self._pipeline(whole_batches=True), file_blocks(probe(Path(source)).path)
+            )
         if not isinstance(source, AsyncIterable):
             raise TypeError(
                 f"source must be a path or an async iterable of blocks, got {type(source).__name__}"
@@ -154,8 +161,9 @@ class Diarizer:
         """A namer for one stream's speakers, after the enrolled people; None without any."""
         return SpeakerNamer(self.people) if self.people else None
 
-    def _pipeline(self) -> StreamingDiarizer:
-        """The pipeline of one stream: its own stitcher and speakers, the shared models."""
+    def _pipeline(self, whole_batches: bool = False) -> StreamingDiarizer:
+        """The pipeline of one stream: its own stitcher and speakers, the shared models;
+        `whole_batches` for a file."""
         return build_diarizer(
             self.models,
             self.latency,
@@ -163,6 +171,7 @@ class Diarizer:
             self._step,
             self._batch_size,
             namer=self.namer(),
+            whole_batches=whole_batches,
         )
 
 

@@ -82,9 +82,11 @@ def _campplus_backend() -> Backend:
 
 # Windows per batch in file mode. On a GPU, larger batches keep it busy (out of memory halves
 # them). On CPU, the pyannote models run fastest per window in small batches; the embedded
-# backend's LSTM gains up to about 32.
+# backend's LSTM gains up to about 32. The campplus backend's batches are whole multiples of
+# the 16 consecutive windows that share one CAM++ trunk pass, so that every device gives the
+# same turns.
 FILE_BATCH_SIZES = {
-    "cpu": {"embedded": 32, "pyannote": 4, "campplus": 4},
+    "cpu": {"embedded": 32, "pyannote": 4, "campplus": 16},
     "cuda": {"embedded": 128, "pyannote": 64, "campplus": 64},
     "mps": {"embedded": 64, "pyannote": 32, "campplus": 32},
 }
@@ -103,11 +105,14 @@ def build_diarizer(
     batch_size: int | None = None,
     queue_windows: int = 64,
     namer: SpeakerNamer | None = None,
+    whole_batches: bool = False,
 ) -> StreamingDiarizer:
     """A diarizer for one stream; window and step default to the backend's, the batch size to
     `file_batch_size` (a live diarizer passes its own). `queue_windows`
     bounds the windows waiting for the model (live capture keeps it small, so that a slow
     model makes capture drop old audio instead of falling ever further behind).
+    `whole_batches` is for files: batches of consecutive windows that share work
+    (`StreamingDiarizer`).
 
     Models load once per backend, while each stream needs its own speakers, so a backend is
     shared by the diarizers built from it (one stream at a time). `namer` names the stream's
@@ -126,7 +131,9 @@ def build_diarizer(
         min_gap=backend.min_gap,
         namer=namer,
     )
-    return StreamingDiarizer(backend, stitcher, window, step, batch_size, queue_windows)
+    return StreamingDiarizer(
+        backend, stitcher, window, step, batch_size, queue_windows, whole_batches
+    )
 
 
 # The most windows waiting for the model in a live stream. A live diarizer infers windows one at

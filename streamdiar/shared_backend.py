@@ -5,12 +5,20 @@ from __future__ import annotations
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from streamdiar.core.backend import Backend
 from streamdiar.core.types import LocalSpeakers
+
+
+@dataclass(frozen=True)
+class _WaitingCall:
+    waveforms: torch.Tensor
+    step_samples: int | None
+    result: Future[list[LocalSpeakers]]
 
 
 class SharedBackend:
@@ -32,7 +40,7 @@ class SharedBackend:
     def __init__(self, backend: Backend, max_windows: int) -> None:
         self._backend = backend
         self.max_windows = max_windows
-        self._waiting: deque[tuple[torch.Tensor, Future[list[LocalSpeakers]]]] = deque()
+        self._waiting: deque[_WaitingCall] = deque()
         self._lock = threading.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamdiar-models")
 
@@ -48,40 +56,46 @@ class SharedBackend:
         self._worker.submit(self._backend.to, device).result()
         return self
 
-    def infer(self, waveforms: torch.Tensor) -> list[LocalSpeakers]:
+    def infer(
+        self, waveforms: torch.Tensor, step_samples: int | None = None
+    ) -> list[LocalSpeakers]:
         result: Future[list[LocalSpeakers]] = Future()
         with self._lock:
-            self._waiting.append((waveforms, result))
+            self._waiting.append(_WaitingCall(waveforms, step_samples, result))
         # one run per call: a run finds its call already done when an earlier run took it along
         self._worker.submit(self._run_waiting)
         return result.result()
 
     def _run_waiting(self) -> None:
-        """In the models' thread: the calls waiting, oldest first, as one batch."""
-        calls: list[tuple[torch.Tensor, Future[list[LocalSpeakers]]]] = []
+        """In the models' thread: the calls waiting, oldest first, as one batch. Only calls of
+        independent windows (no `step_samples`) are merged; a call of consecutive windows (a
+        file's, whose trunk pass is shared among them) runs alone, as it was asked."""
+        calls: list[_WaitingCall] = []
         windows = 0
         with self._lock:
             while self._waiting:
-                waveforms = self._waiting[0][0]
+                call = self._waiting[0]
                 if calls and (
-                    windows + len(waveforms) > self.max_windows
-                    or waveforms.shape[1:] != calls[0][0].shape[1:]
+                    call.step_samples is not None
+                    or calls[0].step_samples is not None
+                    or windows + len(call.waveforms) > self.max_windows
+                    or call.waveforms.shape[1:] != calls[0].waveforms.shape[1:]
                 ):
                     break
                 calls.append(self._waiting.popleft())
-                windows += len(waveforms)
+                windows += len(call.waveforms)
         if not calls:
             return
         try:
             if len(calls) == 1:
-                results = self._backend.infer(calls[0][0])
+                results = self._backend.infer(calls[0].waveforms, calls[0].step_samples)
             else:
-                results = self._backend.infer(torch.cat([waveforms for waveforms, _ in calls]))
+                results = self._backend.infer(torch.cat([call.waveforms for call in calls]))
         except BaseException as error:  # each caller handles it (fallback) for its windows
-            for _, result in calls:
-                result.set_exception(error)
+            for call in calls:
+                call.result.set_exception(error)
             return
         done = 0
-        for waveforms, result in calls:
-            result.set_result(results[done : done + len(waveforms)])
-            done += len(waveforms)
+        for call in calls:
+            call.result.set_result(results[done : done + len(call.waveforms)])
+            done += len(call.waveforms)

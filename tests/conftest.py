@@ -5,6 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import settings
 from threadpoolctl import threadpool_limits
 
@@ -58,6 +59,15 @@ def run_cli() -> RunCli:
     return run
 
 
+TORCH_THREADS = torch.get_num_threads()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Importing silero_vad (as test_embedded does) sets torch to one thread for the whole
+    process, at collection; the tests run with the threads a program has."""
+    torch.set_num_threads(TORCH_THREADS)
+
+
 @pytest.fixture(scope="module")
 def one_blas_thread():
     """The clustering's small matrices: BLAS threads only cost time, a lot on a busy machine
@@ -76,3 +86,9 @@ def backend() -> EmbeddedBackend:
 def default_diarizer() -> Diarizer:
     """`Diarizer()` as a program makes it: the default backend, loaded once for the session."""
     return Diarizer()
+
+
+@pytest.fixture(scope="session")
+def live_diarizer() -> Diarizer:
+    """The default backend with one window per batch: files diarized as live audio is."""
+    return Diarizer(batch_size=1)

@@ -25,9 +25,9 @@ def test_bench_writes_markdown_and_json_rows(run_cli, tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(report_path.read_text())
     assert [(row["runtime"], row["mode"], row["batch_size"]) for row in report["rows"]] == [
-        ("onnx", "file", 4),
+        ("onnx", "file", 16),
         ("onnx", "streaming", 1),
-        ("torch", "file", 4),
+        ("torch", "file", 16),
         ("torch", "streaming", 1),
     ]
     for row in report["rows"]:

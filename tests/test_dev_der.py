@@ -7,12 +7,19 @@ from pyannote.core import Segment, Timeline
 from streamdiar.evaluation import diarization_error_rate, format_report, load_rttm, load_uem
 
 # (backend flags, bound on the overall DER, on sample.wav's DER): the default at the bounds it
-# must meet (28.0 % and 11.3 % when last tuned, README "Accuracy on the development
-# recordings"); the embedded backend at its own (28.3 % and 34.5 %).
-BOUNDS = [((), 0.30, 0.12), (("--backend", "embedded"), 0.30, 0.35)]
+# must meet, in file mode (16 windows share a CAM++ pass: 29.9 % and 11.3 % when last tuned,
+# README "Accuracy on the development recordings") and one window per batch as live audio is
+# diarized (27.5 % and 11.3 %); the embedded backend at its own (28.3 % and 34.5 %).
+BOUNDS = [
+    ((), 0.30, 0.12),
+    (("--batch-size", "1"), 0.30, 0.12),
+    (("--backend", "embedded"), 0.30, 0.35),
+]
 
 
-@pytest.mark.parametrize(("flags", "der_bound", "sample_bound"), BOUNDS, ids=["default", "embedded"])
+@pytest.mark.parametrize(
+    ("flags", "der_bound", "sample_bound"), BOUNDS, ids=["default", "default-as-live", "embedded"]
+)
 def test_dev_set_der_at_default_latency(run_cli, shared_data, tmp_path, flags, der_bound, sample_bound):
     dev = shared_data / "dev"
     hypothesis = tmp_path / "hyp.rttm"

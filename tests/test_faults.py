@@ -63,12 +63,14 @@ class FlakyAccelerator:
         self._device = device
         return self
 
-    def infer(self, waveforms: torch.Tensor) -> list[LocalSpeakers]:
+    def infer(
+        self, waveforms: torch.Tensor, step_samples: int | None = None
+    ) -> list[LocalSpeakers]:
         error = self.fault(len(self.calls) + 1, len(waveforms)) if self._device.type != "cpu" else None
         self.calls.append((self._device.type, len(waveforms), error is None))
         if error is not None:
             raise error
-        return self.inner.infer(waveforms)
+        return self.inner.infer(waveforms, step_samples)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +141,9 @@ def test_an_error_on_cpu_is_not_retried(backend, audio):
     calls = []
 
     class BrokenOnCpu(FlakyAccelerator):
-        def infer(self, waveforms: torch.Tensor) -> list[LocalSpeakers]:
+        def infer(
+            self, waveforms: torch.Tensor, step_samples: int | None = None
+        ) -> list[LocalSpeakers]:
             calls.append(len(waveforms))
             raise RuntimeError("a real bug")
 

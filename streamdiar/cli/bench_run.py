@@ -66,7 +66,9 @@ def _diarize(
     step = STREAMING_STEP if streaming else None
 
     def run(blocks: AsyncIterable[np.ndarray], on_turn: Callable[[Turn], None]) -> PipelineStats:
-        diarizer = build_diarizer(backend, LATENCY, step=step, batch_size=batch_size)
+        diarizer = build_diarizer(
+            backend, LATENCY, step=step, batch_size=batch_size, whole_batches=not streaming
+        )
         return asyncio.run(diarizer.run(blocks, on_turn))
 
     warm_up = np.random.default_rng(0).normal(0, 0.05, round(WARM_UP_SECONDS * SAMPLE_RATE))

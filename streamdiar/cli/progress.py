@@ -161,11 +161,18 @@ class RichProgress(ProgressDisplay):
         self.update(progress, total=progress.position)
 
 
-def make_progress(mode: str) -> ProgressDisplay:
-    """The display for `mode`; auto is rich on a terminal, plain lines otherwise."""
+def progress_mode(mode: str) -> str:
+    """`mode`, where auto is rich on a terminal and plain lines otherwise."""
     if mode == "auto":
-        mode = "rich" if sys.stderr.isatty() else "plain"
-    return {"rich": RichProgress, "plain": PlainProgress, "none": ProgressDisplay}[mode]()
+        return "rich" if sys.stderr.isatty() else "plain"
+    return mode
+
+
+def make_progress(mode: str) -> ProgressDisplay:
+    """The display for `mode` (see progress_mode)."""
+    return {"rich": RichProgress, "plain": PlainProgress, "none": ProgressDisplay}[
+        progress_mode(mode)
+    ]()
 
 
 async def follow(

@@ -30,6 +30,14 @@ class Backend(Protocol):
         """Move the models to `device` and return self."""
         ...
 
-    def infer(self, waveforms: torch.Tensor) -> list[LocalSpeakers]:
-        """One result per window of `waveforms` (batch, samples), 16 kHz, on any device."""
+    def infer(
+        self, waveforms: torch.Tensor, step_samples: int | None = None
+    ) -> list[LocalSpeakers]:
+        """One result per window of `waveforms` (batch, samples), 16 kHz, on any device.
+
+        `step_samples` says that the windows are consecutive, starting that many samples
+        apart: a backend may then compute what they share once (the campplus backend's CAM++
+        trunk), so that a window's result depends on the batch it is in. Without it, each
+        window gives the same result in any batch.
+        """
         ...

@@ -64,7 +64,10 @@ class EmbeddedBackend:
         return self
 
     @torch.inference_mode()
-    def infer(self, waveforms: torch.Tensor) -> list[LocalSpeakers]:
+    def infer(
+        self, waveforms: torch.Tensor, step_samples: int | None = None
+    ) -> list[LocalSpeakers]:
+        # every window is its own: the GE2E vector is one pass over its speech, `step_samples` aside
         waveforms = waveforms.to(self._device, torch.float32)  # (batch, samples)
         with self.clock.stage("segmentation", self._device):
             speech = self.vad(self._level(waveforms))  # (batch, frames)

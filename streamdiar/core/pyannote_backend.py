@@ -98,12 +98,14 @@ class PyannoteBackend:
         return self
 
     @torch.inference_mode()
-    def infer(self, waveforms: torch.Tensor) -> list[LocalSpeakers]:
+    def infer(
+        self, waveforms: torch.Tensor, step_samples: int | None = None
+    ) -> list[LocalSpeakers]:
         waveforms = waveforms.to(self._device, torch.float32).unsqueeze(1)  # (batch, 1, samples)
         with self.clock.stage("segmentation", self._device):
             activity = self.activity(waveforms)  # (batch, frames, K)
         with self.clock.stage("embedding", self._device):
-            embeddings, active = self.speaker_embeddings(waveforms, activity)
+            embeddings, active = self.speaker_embeddings(waveforms, activity, step_samples)
         activity = activity.cpu().numpy()
         embeddings = embeddings.cpu().numpy()  # (batch, K, dim)
         active = active.cpu().numpy()  # (batch, K)
@@ -118,10 +120,11 @@ class PyannoteBackend:
         return self.powerset.to_multilabel(log_probabilities)
 
     def speaker_embeddings(
-        self, waveforms: torch.Tensor, activity: torch.Tensor
+        self, waveforms: torch.Tensor, activity: torch.Tensor, step_samples: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One vector per local speaker (batch, K, dim), zero where inactive, and which local
-        speakers are active (batch, K), from one ResNet trunk pass per window with speech.
+        speakers are active (batch, K), from the trunk's frame features of the windows with
+        speech (`window_frames`).
 
         Each speaker is pooled over the frames where they talk alone, or over all their frames
         when too few are overlap-free (pyannote's `embedding_exclude_overlap`).
@@ -131,11 +134,19 @@ class PyannoteBackend:
         embeddings = torch.zeros(*active.shape, self.embedding.dimension, device=waveforms.device)
         if speech.any():  # n windows with speech
             weights = self.overlap_aware_weights(activity[speech], waveforms.shape[-1])
-            frames = self.embedding.forward_frames(waveforms[speech])  # (n, channels, mels, t)
+            frames = self.window_frames(waveforms, speech, step_samples)
             pooled = self.embedding.forward_embedding(frames, weights)  # (n, K, dim)
             # an inactive speaker's zero weights pool to NaN
             embeddings[speech] = torch.where(active[speech].unsqueeze(-1), pooled, 0.0)
         return embeddings, active
+
+    def window_frames(
+        self, waveforms: torch.Tensor, speech: torch.Tensor, step_samples: int | None
+    ) -> torch.Tensor:
+        """The encoder's frame features (n, ...) of the n windows with speech (`speech`, a
+        mask over the batch): one ResNet trunk pass per window, even for consecutive windows
+        (`step_samples` apart), whose trunk frames would not fall on window starts."""
+        return self.embedding.forward_frames(waveforms[speech])  # (n, channels, mels, t)
 
     @staticmethod
     def overlap_aware_weights(activity: torch.Tensor, num_samples: int) -> torch.Tensor:

@@ -51,7 +51,14 @@ def _out_of_memory(error: RuntimeError) -> bool:
 
 class StreamingDiarizer:
     """Runs one stream through a backend and a stitcher, handing each committed turn to
-    `on_turn` as soon as it is final."""
+    `on_turn` as soon as it is final.
+
+    Live, a batch is whatever windows wait for the model (one while it keeps up), and each
+    window's result is its own. With `whole_batches` (files, whose audio is all at hand), every
+    batch of `run` is `batch_size` consecutive windows (the last one may be shorter) whatever
+    the timing, and the backend may share work across a batch's windows: the turns depend on
+    the batch size, never on timing, and a batch size of 1 gives the live results.
+    """
 
     def __init__(
         self,
@@ -61,6 +68,7 @@ class StreamingDiarizer:
         window_step: float,
         batch_size: int = 1,
         queue_windows: int = 64,
+        whole_batches: bool = False,
     ) -> None:
         self.backend = backend
         self.stitcher = stitcher
@@ -68,6 +76,7 @@ class StreamingDiarizer:
         self.window_step = window_step
         self.batch_size = max(1, batch_size)
         self.queue_windows = max(queue_windows, self.batch_size)
+        self.whole_batches = whole_batches
         self.stats = PipelineStats(namings=stitcher.namings)
 
     async def run(self, blocks: AsyncIterable[np.ndarray], on_turn: TurnCallback) -> PipelineStats:
@@ -88,15 +97,14 @@ class StreamingDiarizer:
         return self.stats
 
     def push_windows(self, windows: list[Window]) -> list[Turn]:
-        """The turns committed by the stream's next `windows`, inferred in batches of at most
-        batch_size and stitched in the calling thread: the pipeline without an event loop, for
-        audio an application pushes."""
+        """The turns committed by the stream's next `windows`, inferred one at a time and
+        stitched in the calling thread: the pipeline without an event loop, for audio an
+        application pushes. One window per model call, because batches of other sizes round
+        differently (1e-6 on one CPU thread), and pushed blocks of any size must give the
+        same turns."""
         turns: list[Turn] = []
-        done = 0
-        while done < len(windows):
-            batch = windows[done : done + self.batch_size]  # batch_size may shrink on the way
-            self._stitch(batch, self._infer(batch), turns.append)
-            done += len(batch)
+        for window in windows:
+            self._stitch([window], self._infer([window], shared=False), turns.append)
         return turns
 
     def flush(self) -> list[Turn]:
@@ -130,26 +138,30 @@ class StreamingDiarizer:
             yield block
 
     async def _infer_all(self, windows_queue: asyncio.Queue, results_queue: asyncio.Queue) -> None:
-        """Batches of the windows waiting (at most batch_size), through the model, always in
-        the same worker thread: each thread that allocates gets its own malloc arena, and
-        batches spread over a pool of threads would keep growing the memory held."""
+        """Batches of the windows waiting (at most batch_size; with whole_batches, exactly
+        batch_size but at the end), through the model, always in the same worker thread: each
+        thread that allocates gets its own malloc arena, and batches spread over a pool of
+        threads would keep growing the memory held."""
         loop = asyncio.get_running_loop()
         worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamdiar-inference")
         try:
             finished = False
             while not finished:
                 batch = [await windows_queue.get()]
-                while (
-                    batch[-1] is not None
-                    and len(batch) < self.batch_size
-                    and not windows_queue.empty()
-                ):
-                    batch.append(windows_queue.get_nowait())
+                while batch[-1] is not None and len(batch) < self.batch_size:
+                    if self.whole_batches:
+                        batch.append(await windows_queue.get())
+                    elif windows_queue.empty():
+                        break
+                    else:
+                        batch.append(windows_queue.get_nowait())
                 if batch[-1] is None:
                     finished = True
                     batch.pop()
                 if batch:
-                    results = await loop.run_in_executor(worker, self._infer, batch)
+                    results = await loop.run_in_executor(
+                        worker, self._infer, batch, self.whole_batches
+                    )
                     await results_queue.put((batch, results))
         except Exception:
             await results_queue.put(None)
@@ -163,21 +175,24 @@ class StreamingDiarizer:
             self._stitch(*inferred, on_turn)
         self._emit(self.stitcher.flush(), on_turn)
 
-    def _infer(self, batch: list[Window]) -> list[LocalSpeakers]:
+    def _infer(self, batch: list[Window], shared: bool) -> list[LocalSpeakers]:
+        """Results of `batch`; `shared`: its windows are consecutive, and the backend may share
+        work across them."""
         waveforms = torch.from_numpy(np.stack([w.samples for w in batch]))  # (batch, samples)
+        step_samples = round(self.window_step * SAMPLE_RATE) if shared else None
         started = time.perf_counter()
-        results = self._infer_or_fall_back(waveforms)
+        results = self._infer_or_fall_back(waveforms, step_samples)
         self.stats.inference_seconds += time.perf_counter() - started
         self.stats.batches += 1
         return results
 
-    def _infer_or_fall_back(self, waveforms: torch.Tensor) -> list:
+    def _infer_or_fall_back(self, waveforms: torch.Tensor, step_samples: int | None) -> list:
         """Runs (batch, samples) `waveforms`, retrying the same windows when an accelerator
         fails, so that the stream goes on from where it stood: out of memory, the batch is
         halved (and so are the batches that follow) down to one window, then CPU is used;
         any other error of the accelerator moves the models to CPU at once."""
         try:
-            return self.backend.infer(waveforms)
+            return self.backend.infer(waveforms, step_samples)
         except RuntimeError as error:  # torch.cuda.OutOfMemoryError is one too
             device = self.backend.device.type
             if device == "cpu":
@@ -189,12 +204,12 @@ class StreamingDiarizer:
                 if device == "cuda":
                     torch.cuda.empty_cache()  # what the failed batch held
                 self._fall_back(f"{device} ran out of memory; batches of {half} windows from now")
-                return self._infer_or_fall_back(waveforms[:half]) + self._infer_or_fall_back(
-                    waveforms[half:]
-                )
+                return self._infer_or_fall_back(
+                    waveforms[:half], step_samples
+                ) + self._infer_or_fall_back(waveforms[half:], step_samples)
             self._fall_back(f"{device} failed ({reason}); continuing on CPU")
             self.backend.to(torch.device("cpu"))
-            return self.backend.infer(waveforms)
+            return self.backend.infer(waveforms, step_samples)
 
     def _fall_back(self, message: str) -> None:
         warnings.warn(message, stacklevel=1)
