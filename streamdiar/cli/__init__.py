@@ -29,16 +29,13 @@ from streamdiar.cli.progress import (
     make_progress,
     measure,
 )
-from streamdiar.cli.speakers_command import (
-    NamingAnnouncer,
-    add_speakers_commands,
-    add_speakers_flag,
-)
+from streamdiar.cli.speakers_command import add_speakers_commands, add_speakers_flag
 from streamdiar.cli.transcript_command import add_transcript_command
 from streamdiar.core.types import Turn
 from streamdiar.errors import StreamdiarError, UserError
 from streamdiar.memory import fix_mmap_threshold
 from streamdiar.settings import check_backend, check_settings
+from streamdiar.stream.naming import NamingAnnouncer
 from streamdiar.stream.sinks import JsonlWriter, RttmWriter, TimelinePrinter
 from streamdiar.stream.sources import AudioInfo, probe
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from streamdiar.cli.model_flags import add_diarization_flags, model_source
-from streamdiar.cli.speakers_command import NamingAnnouncer, add_speakers_flag
+from streamdiar.cli.speakers_command import add_speakers_flag
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
 from streamdiar.settings import check_backend, check_settings
@@ -29,6 +29,7 @@ from streamdiar.stream.microphone import (
     SimulatedMicrophone,
     input_devices,
 )
+from streamdiar.stream.naming import NamingAnnouncer
 from streamdiar.stream.sinks import JsonlWriter, OutputError, RttmWriter
 from streamdiar.transcript.live import LiveTranscription, Transcriber
 from streamdiar.transcript.types import LabelledSegment
