@@ -92,7 +92,7 @@ def measure_streams(
     async def all_streams() -> list:
         async def one(index: int):  # starts spread over one step, as clients come and go
             await asyncio.sleep(index * 0.5 / streams)
-            return await stream_file(server.url.replace("http", "ws", 1) + "/stream", audio)
+            return await stream_file(server.url.replace("http", "ws", 1) + "/v1/stream", audio)
 
         return await asyncio.gather(*(one(index) for index in range(streams)))
 
@@ -107,9 +107,9 @@ def measure_streams(
         # everything else on the machine, these clients included: a busy machine keeps up
         # with fewer streams
         others = max(0.0, machine_after - machine_before - server_cpu)
-    ends = [result.last("end") or {} for result in results]
+    ends = [result.last("summary") or {} for result in results]
     if not all(ends):
-        raise UserError(f"a stream ended without its end event: {results[0].events[-1:]}")
+        raise UserError(f"a stream ended without its summary: {results[0].events[-1:]}")
     references = load_rttm(reference)
     uri = audio.stem
     ders = []
@@ -138,7 +138,7 @@ def serve_table(rows: list[dict], machine: str, date: str) -> str:
         f"Measured on {machine}, {date}.",
         "",
         "| backend | device | runtime | streams | audio each | dropped (all streams) "
-        "| steady lag, max | last turns after stop (median) | server CPU | other CPU | DER (mean) | keeps up |",
+        "| steady lag, max | last turns after end (median) | server CPU | other CPU | DER (mean) | keeps up |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -189,12 +189,13 @@ def serve_rows(args: argparse.Namespace, audio_of, record) -> None:
 
 
 def _ready(server: ServerProcess) -> dict:
-    """The server's settings: the ready event of a stream opened and stopped at once."""
+    """The server's settings: the ready message of a stream started and ended at once."""
     import json
 
     from websockets.sync.client import connect
 
-    with connect(server.url.replace("http", "ws", 1) + "/stream") as socket:
+    with connect(server.url.replace("http", "ws", 1) + "/v1/stream") as socket:
+        socket.send(json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}))
         ready = json.loads(socket.recv())
-        socket.send(json.dumps({"type": "stop"}))
+        socket.send(json.dumps({"type": "end"}))
         return ready

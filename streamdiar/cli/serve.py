@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
+from pathlib import Path
 
 from streamdiar.cli.model_flags import add_diarization_flags, model_source
 from streamdiar.cli.speakers_command import add_speakers_flag
@@ -45,6 +46,13 @@ def _serve(args: argparse.Namespace) -> int:
         raise UserError(f"--max-streams must be at least 1, got {args.max_streams}")
     if not args.backlog > 0:
         raise UserError(f"--backlog must be positive, got {args.backlog:g}")
+    if args.token is not None and not args.token:
+        raise UserError("--token must not be empty")
+    if args.record is not None:
+        try:
+            args.record.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"cannot record into {args.record}: {error.strerror}") from None
     sock = listening_socket(args.host, args.port)  # a port in use is reported before models load
     # imported here: torch and the server stack take seconds to import
     import uvicorn
@@ -60,10 +68,12 @@ def _serve(args: argparse.Namespace) -> int:
         speakers=args.speakers,
     )
     _say(f"using device {diarizer.device}")
-    server = Server(diarizer, args.max_streams, args.backlog)
+    server = Server(
+        diarizer, args.max_streams, args.backlog, token=args.token, record_dir=args.record
+    )
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    _say(f"serving on http://{shown}:{port}/ (WebSocket: ws://{shown}:{port}/stream); Ctrl-C stops")
+    _say(f"serving on http://{shown}:{port}/ (WebSocket: ws://{shown}:{port}/v1/stream); Ctrl-C stops")
     config = uvicorn.Config(
         server.app(), log_level="warning", lifespan="off", timeout_graceful_shutdown=5
     )
@@ -79,8 +89,8 @@ def add_serve_command(
         "serve",
         parents=[common],
         help="live diarization over WebSockets, with a page that streams a browser's microphone",
-        description="Serve live diarization: each WebSocket connection to /stream is one live "
-        "stream (PCM in binary messages, JSON events back); http://HOST:PORT/ is a page that "
+        description="Serve live diarization: each WebSocket connection to /v1/stream is one live "
+        "stream (a start message, PCM in binary messages, an end message; JSON messages back); http://HOST:PORT/ is a page that "
         "streams the browser's microphone and shows who speaks. Ctrl-C or SIGTERM stops.",
     )
     serve.set_defaults(run=_serve)
@@ -107,6 +117,19 @@ def add_serve_command(
         metavar="S",
         help="audio each stream may hold waiting for the models; older audio is dropped and "
         f"counted (default: {BACKLOG_SECONDS:g})",
+    )
+    add(
+        "--token",
+        metavar="T",
+        help="require this token of clients, as ?token=T or an 'Authorization: Bearer T' header "
+        "(default: none required)",
+    )
+    add(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="keep each stream's received audio (WAV) and turns (RTTM, JSON lines) in DIR; "
+        "without it nothing is written to disk",
     )
     add_diarization_flags(serve)
     add_speakers_flag(serve)

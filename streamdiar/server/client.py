@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import soundfile as sf
 from websockets.asyncio.client import connect
@@ -32,7 +31,7 @@ class StreamResult:
 
     events: list[dict[str, Any]] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each event
-    stopped_at: float = 0.0  # time.monotonic() when the last audio and stop were sent
+    stopped_at: float = 0.0  # time.monotonic() when the last audio and the end were sent
     close_code: int | None = None
 
     @property
@@ -40,11 +39,11 @@ class StreamResult:
         return [
             Turn(event["start"], event["end"], event["speaker"])
             for event in self.events
-            if event["event"] == "turn"
+            if event["type"] == "turn"
         ]
 
     def last(self, kind: str) -> dict[str, Any] | None:
-        return next((e for e in reversed(self.events) if e["event"] == kind), None)
+        return next((e for e in reversed(self.events) if e["type"] == kind), None)
 
     def steady_lag(self, window: float, latency: float) -> float:
         """The largest lag the status events told once the first window was whole and its
@@ -54,7 +53,7 @@ class StreamResult:
             (
                 event["lag"]
                 for event in self.events
-                if event["event"] == "status" and event["received"] >= window + latency + 2.0
+                if event["type"] == "status" and event["received"] >= window + latency + 2.0
             ),
             default=0.0,
         )
@@ -62,14 +61,14 @@ class StreamResult:
     def kept_up(self, window: float, latency: float) -> bool:
         """Whether the server kept up with this stream in real time: no audio dropped, and a
         steady lag of at most the latency and LAG_MARGIN."""
-        end = self.last("end")
+        end = self.last("summary")
         lag = self.steady_lag(window, latency)
         return end is not None and end["dropped"] == 0 and lag <= latency + LAG_MARGIN
 
     @property
     def end_wait(self) -> float:
-        """Seconds from the stop to the end event: what the server still had to do."""
-        ends = [at for e, at in zip(self.events, self.arrivals) if e["event"] == "end"]
+        """Seconds from the end message to the summary: what the server still had to do."""
+        ends = [at for e, at in zip(self.events, self.arrivals) if e["type"] == "summary"]
         return ends[0] - self.stopped_at if ends else float("nan")
 
 
@@ -79,22 +78,26 @@ async def stream_file(
     speed: float = 1.0,
     block_seconds: float = 0.1,
     name: str | None = None,
+    token: str | None = None,
 ) -> StreamResult:
-    """Streams `path` (WAV, FLAC, OGG) to the server at `url` (ws://HOST:PORT/stream) at
+    """Streams `path` (WAV, FLAC, OGG) to the server at `url` (ws://HOST:PORT/v1/stream) at
     `speed` times real time, in blocks of `block_seconds`, as 16-bit PCM where the file holds
-    16-bit PCM (the same samples the file decodes to) and as 32-bit float otherwise; then asks
-    for the end and gathers every event until the server closes the socket."""
+    16-bit PCM (the same samples the file decodes to) and as 32-bit float otherwise; then ends
+    the stream and gathers every message until the server closes the socket."""
     result = StreamResult()
     with sf.SoundFile(str(path)) as sound:
         as_int16 = sound.subtype == "PCM_16"
-        query = {
+        start = {
+            "type": "start",
             "sample_rate": sound.samplerate,
             "channels": sound.channels,
             "encoding": "pcm_s16le" if as_int16 else "pcm_f32le",
         }
         if name is not None:
-            query["name"] = name
-        async with connect(f"{url}?{urlencode(query)}", max_size=None) as socket:
+            start["name"] = name
+        headers = None if token is None else {"Authorization": f"Bearer {token}"}
+        async with connect(url, additional_headers=headers, max_size=None) as socket:
+            await socket.send(json.dumps(start))
 
             async def receive() -> None:
                 with contextlib.suppress(ConnectionClosed):  # close_code tells how
@@ -112,7 +115,7 @@ async def stream_file(
                 heard_at = started + sent / sound.samplerate / speed
                 await asyncio.sleep(max(0.0, heard_at - time.monotonic()))
                 await socket.send(block.astype(block.dtype.newbyteorder("<"), copy=False).tobytes())
-            await socket.send(json.dumps({"type": "stop"}))
+            await socket.send(json.dumps({"type": "end"}))
             result.stopped_at = time.monotonic()
             await receiving
         result.close_code = socket.close_code

@@ -1,6 +1,8 @@
 // The page of `streamdiar serve`: the browser's microphone, captured by an AudioWorklet in a
-// 16 kHz AudioContext, sent to /stream as 32-bit float PCM; the server's JSON events drawn as
-// a timeline, a list of turns and each speaker's talk time. No build step, no dependencies.
+// 16 kHz AudioContext, or a chosen file, decoded at 16 kHz and sent at real-time pace, streamed
+// to /v1/stream as 32-bit float PCM; the server's JSON messages drawn as a timeline, a list of
+// turns and each speaker's talk time. No build step, no dependencies. A page opened with
+// ?token=T passes T on to the server.
 "use strict";
 
 const COLOURS = ["#0a84ff", "#ff375f", "#30d158", "#ff9f0a", "#bf5af2", "#64d2ff", "#ffd60a", "#ac8e68"];
@@ -10,7 +12,8 @@ const SPAN_SECONDS = 60; // the timeline shows the whole session up to this long
 const state = (window.streamdiar = { turns: [], statuses: [], ready: null, ended: null, error: null });
 const colours = new Map();
 let socket = null;
-let audio = null; // {context, stream, node}
+let audio = null; // {context, stream, node} of the microphone
+let file = null; // {context, timer} of a file being streamed
 let now = 0; // seconds of audio the server has received
 
 const $ = (id) => document.getElementById(id);
@@ -24,12 +27,18 @@ function seconds(value) {
   return value.toFixed(1) + " s";
 }
 
-async function start() {
+function reset() {
   $("start").disabled = true;
+  $("file").disabled = true;
   Object.assign(state, { turns: [], statuses: [], ready: null, ended: null, error: null });
   colours.clear();
   now = 0;
+  $("turns").querySelector("tbody").replaceChildren();
   draw();
+}
+
+async function start() {
+  reset();
   try {
     const stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
@@ -49,14 +58,45 @@ async function start() {
     fail("cannot capture the microphone: " + error.message);
     stopAudio();
     $("start").disabled = false;
+    $("file").disabled = false;
   }
 }
 
-function connect(sampleRate) {
+// A chosen file, decoded and resampled to 16 kHz by the browser, sent in blocks of 0.1 s as a
+// microphone would send it; then the end of the stream.
+async function streamFile() {
+  const chosen = $("file").files[0];
+  if (!chosen) return;
+  reset();
+  try {
+    const context = new AudioContext({ sampleRate: 16000 });
+    const decoded = await context.decodeAudioData(await chosen.arrayBuffer());
+    const samples = decoded.getChannelData(0);
+    const block = Math.round(context.sampleRate / 10);
+    let sent = 0;
+    file = { context, timer: null };
+    connect(context.sampleRate, chosen.name);
+    file.timer = setInterval(() => {
+      if (!socket || socket.readyState !== WebSocket.OPEN) return;
+      socket.send(samples.slice(sent, sent + block));
+      sent += block;
+      if (sent >= samples.length) stop();
+    }, 100);
+  } catch (error) {
+    fail("cannot read the file: " + error.message);
+    stopAudio();
+    $("start").disabled = false;
+    $("file").disabled = false;
+  }
+}
+
+function connect(sampleRate, name = "browser") {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const query = new URLSearchParams({ sample_rate: sampleRate, channels: 1, encoding: "pcm_f32le", name: "browser" });
-  socket = new WebSocket(`${scheme}//${location.host}/stream?${query}`);
+  const token = new URLSearchParams(location.search).get("token");
+  const query = token ? "?" + new URLSearchParams({ token }) : "";
+  socket = new WebSocket(`${scheme}//${location.host}/v1/stream${query}`);
   socket.onopen = () => {
+    socket.send(JSON.stringify({ type: "start", sample_rate: sampleRate, encoding: "pcm_f32le", channels: 1, name }));
     $("stop").disabled = false;
     $("status").textContent = "connected";
   };
@@ -65,6 +105,7 @@ function connect(sampleRate) {
     stopAudio();
     socket = null;
     $("start").disabled = false;
+    $("file").disabled = false;
     $("stop").disabled = true;
     if (!state.ended && !state.error) fail(`connection closed (code ${event.code})`);
   };
@@ -74,12 +115,17 @@ function stop() {
   $("stop").disabled = true;
   stopAudio();
   if (socket && socket.readyState === WebSocket.OPEN) {
-    socket.send(JSON.stringify({ type: "stop" }));
+    socket.send(JSON.stringify({ type: "end" }));
     $("status").textContent = "finishing the last turns…";
   }
 }
 
 function stopAudio() {
+  if (file) {
+    clearInterval(file.timer);
+    file.context.close();
+    file = null;
+  }
   if (!audio) return;
   audio.node.port.onmessage = null;
   audio.stream.getTracks().forEach((track) => track.stop());
@@ -93,7 +139,7 @@ function fail(message) {
 }
 
 function handle(event) {
-  switch (event.event) {
+  switch (event.type) {
     case "ready":
       state.ready = event;
       $("status").textContent = `connected: ${event.backend} on ${event.device}, latency ${event.latency} s`;
@@ -114,7 +160,7 @@ function handle(event) {
     case "named":
       $("status").textContent = `${event.label} is ${event.speaker}`;
       break;
-    case "end":
+    case "summary":
       state.ended = event;
       now = Math.max(now, event.received);
       $("speaking").textContent = "nobody";
@@ -188,4 +234,5 @@ function draw() {
 
 $("start").addEventListener("click", start);
 $("stop").addEventListener("click", stop);
+$("file").addEventListener("change", streamFile);
 draw();
