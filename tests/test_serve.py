@@ -421,6 +421,34 @@ def test_shared_models_run_the_windows_waiting_from_several_streams_as_one_batch
     assert recording.batches == [1, 3, 2]  # at most 4 windows, a call's windows never split
 
 
+def test_shared_models_run_a_call_of_consecutive_windows_alone_as_asked():
+    """A file's batch (its windows consecutive, `step_samples` given) shares work between its
+    windows: merged with other streams' windows, it would not be the batch asked for."""
+    import torch
+
+    recording = RecordingBackend(0.2)
+    calls: list[int | None] = []
+    infer = recording.infer
+
+    def infer_told(waveforms: Any, step_samples: int | None = None) -> list:
+        calls.append(step_samples)
+        return infer(waveforms, step_samples)
+
+    recording.infer = infer_told  # type: ignore[method-assign]
+    shared = SharedBackend(recording, max_windows=8)
+    asked = [(1, None), (2, 8000), (1, None), (1, None), (2, 8000)]
+    threads = [
+        threading.Thread(target=shared.infer, args=(torch.zeros(n, 10), step))
+        for n, step in asked
+    ]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.02)  # in this order, while the first call computes
+    for thread in threads:
+        thread.join()
+    assert list(zip(recording.batches, calls)) == [(1, None), (2, 8000), (2, None), (2, 8000)]
+
+
 def test_the_backlog_keeps_the_newest_audio_and_counts_what_it_drops():
     stats = CaptureStats()
     backlog = AudioBacklog(10, 1.0, stats)
@@ -450,6 +478,8 @@ def test_serve_reports_a_port_in_use_and_bad_values_before_loading_models(run_cl
     assert (result.returncode, result.stderr) == (
         2, "streamdiar: error: --max-streams must be at least 1, got 0\n"
     )  # fmt: skip
+    result = run_cli("serve", "--token", "")
+    assert (result.returncode, result.stderr) == (2, "streamdiar: error: --token must not be empty\n")
 
 
 def _alignment(received: np.ndarray, original: np.ndarray) -> tuple[int, float, float]:
