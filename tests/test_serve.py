@@ -479,7 +479,9 @@ def test_serve_reports_a_port_in_use_and_bad_values_before_loading_models(run_cl
         2, "streamdiar: error: --max-streams must be at least 1, got 0\n"
     )  # fmt: skip
     result = run_cli("serve", "--token", "")
-    assert (result.returncode, result.stderr) == (2, "streamdiar: error: --token must not be empty\n")
+    assert (result.returncode, result.stderr) == (
+        2, "streamdiar: error: --token must not be empty\n"
+    )  # fmt: skip
 
 
 def _alignment(received: np.ndarray, original: np.ndarray) -> tuple[int, float, float]:
@@ -504,8 +506,9 @@ def test_the_page_streams_a_browser_microphone_and_shows_who_speaks(
 ):
     """Chromium's fake microphone plays sample.wav into the page's AudioWorklet; the page
     streams it, and draws the turns the server sends. The server gets the file's sound, and
-    its turns are those of `diarize --batch-size 1` on what it got. Set STREAMDIAR_SCREENSHOT=PATH to keep
-    the screenshot taken mid-stream (samples/serve-page.png is one)."""
+    its turns are those of `diarize --batch-size 1` on what it got. Set
+    STREAMDIAR_SCREENSHOT=PATH to keep the screenshot taken mid-stream (samples/serve-page.png
+    is one)."""
     playwright = pytest.importorskip("playwright.sync_api")
     path = shared_data / "dev" / "sample.wav"
     server, lines = _quiet_server(live_diarizer)

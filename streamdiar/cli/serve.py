@@ -73,7 +73,8 @@ def _serve(args: argparse.Namespace) -> int:
     )
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    _say(f"serving on http://{shown}:{port}/ (WebSocket: ws://{shown}:{port}/v1/stream); Ctrl-C stops")
+    websocket = f"ws://{shown}:{port}/v1/stream"
+    _say(f"serving on http://{shown}:{port}/ (WebSocket: {websocket}); Ctrl-C stops")
     config = uvicorn.Config(
         server.app(), log_level="warning", lifespan="off", timeout_graceful_shutdown=5
     )
@@ -89,9 +90,10 @@ def add_serve_command(
         "serve",
         parents=[common],
         help="live diarization over WebSockets, with a page that streams a browser's microphone",
-        description="Serve live diarization: each WebSocket connection to /v1/stream is one live "
-        "stream (a start message, PCM in binary messages, an end message; JSON messages back); http://HOST:PORT/ is a page that "
-        "streams the browser's microphone and shows who speaks. Ctrl-C or SIGTERM stops.",
+        description="Serve live diarization: each WebSocket connection to /v1/stream is one "
+        "live stream (a start message, PCM in binary messages, an end message; JSON messages "
+        "back); http://HOST:PORT/ is a page that streams the browser's microphone or a file "
+        "and shows who speaks. Ctrl-C or SIGTERM stops.",
     )
     serve.set_defaults(run=_serve)
     add = serve.add_argument
