@@ -31,9 +31,9 @@ from streamdiar.turn_stream import TurnStream
 
 Result = TypeVar("Result")
 
-# The most windows of concurrent streams run as one batch (file mode's batch size where that
-# is larger). On a 2-core CPU the default backend costs 105 ms per window alone, 70 ms in
-# fours, 60 ms in eights and 147 ms in sixteens.
+# The most windows of concurrent live streams run as one batch on CPU (on an accelerator, file
+# mode's batch size where that is larger). On a 2-core CPU the default backend costs 105 ms
+# per window alone, 70 ms in fours, 60 ms in eights and 147 ms in sixteens.
 MERGED_WINDOWS = 8
 
 
@@ -88,9 +88,12 @@ class Diarizer:
         if warning:
             warnings.warn(warning, stacklevel=2)
         threadpool_limits(1, user_api="blas")
-        # for every stream, thread-safe; the windows of streams that wait for the models at
-        # once go through them together, up to the largest of file mode's batches
-        self.models: Backend = SharedBackend(loaded, max(MERGED_WINDOWS, file_batch_size(loaded)))
+        # for every stream, thread-safe; the live windows of streams that wait for the models
+        # at once go through them together
+        merged = MERGED_WINDOWS
+        if loaded.device.type != "cpu":
+            merged = max(merged, file_batch_size(loaded))
+        self.models: Backend = SharedBackend(loaded, merged)
         self.latency = latency
         self._window = window
         self._step = step
