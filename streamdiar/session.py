@@ -134,3 +134,24 @@ def build_diarizer(
     return StreamingDiarizer(
         backend, stitcher, window, step, batch_size, queue_windows, whole_batches
     )
+
+
+# The most windows waiting for the model in a live stream. A live diarizer infers windows one at
+# a time while it keeps up, and a backlog (a busy CPU, a slow device) as one batch, which costs
+# a fraction per window; a longer queue would only hide a backlog that capture should drop
+# instead.
+LIVE_QUEUE_WINDOWS = 8
+
+
+def build_live_diarizer(
+    backend: Backend, latency: float, namer: SpeakerNamer | None = None
+) -> StreamingDiarizer:
+    """A diarizer for live audio (a microphone, a socket), at the backend's window and step;
+    `namer` names its speakers after enrolled people."""
+    return build_diarizer(
+        backend,
+        latency,
+        batch_size=LIVE_QUEUE_WINDOWS,
+        queue_windows=LIVE_QUEUE_WINDOWS,
+        namer=namer,
+    )

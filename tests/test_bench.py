@@ -67,6 +67,25 @@ def test_bench_times_pyannote_audio_beside_the_pyannote_backend(run_cli, tmp_pat
     assert "| pyannote | cpu | torch | pyannote.audio | 6 s |" in result.stdout
 
 
+@needs_espeak
+def test_bench_serve_counts_the_streams_a_server_keeps_up_with(run_cli, tmp_path) -> None:
+    result = run_cli(
+        "bench", "--serve", "--streams", "2", "--durations", "10", "--audio-dir", tmp_path,
+        "--json", tmp_path / "bench.json",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads((tmp_path / "bench.json").read_text())["rows"]
+    assert (row["backend"], row["device"], row["runtime"], row["streams"]) == (
+        "campplus", "cpu", "onnx", 2
+    )  # fmt: skip
+    assert row["audio_seconds"] == pytest.approx(10)
+    assert row["keeps_up"] == (row["dropped_seconds"] == 0)
+    assert 0 < row["server_cpu_seconds"] and 0 <= row["der_mean"] <= 1
+    assert "| campplus | cpu | onnx | 2 | 10 s |" in result.stdout
+    assert "Keeps up with " in result.stdout
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -76,6 +95,8 @@ def test_bench_times_pyannote_audio_beside_the_pyannote_backend(run_cli, tmp_pat
         (["--modes", "offline"], "unknown mode 'offline'"),
         (["--runtime", "tensorrt"], "unknown runtime 'tensorrt'"),
         (["--batch-size", "0"], "--batch-size and --speakers must be at least 1"),
+        (["--serve", "--streams", "0"], "--streams must be at least 1"),
+        (["--streams", "two"], "expected comma-separated counts"),
     ],
 )
 def test_bench_refuses_bad_flags_in_one_line(run_cli, flags, message) -> None:

@@ -20,7 +20,8 @@ from pyannote.core import Annotation, Segment, Timeline
 from scipy.signal import correlate
 
 import streamdiar
-from streamdiar.cli.live import build_live_diarizer, run_live
+from streamdiar.cli.live import run_live
+from streamdiar.session import build_live_diarizer
 from streamdiar.core.backend import Backend
 from streamdiar.core.types import SAMPLE_RATE, Turn
 from streamdiar.evaluation import diarization_error_rate, load_rttm, load_uem

@@ -19,7 +19,8 @@ from threadpoolctl import threadpool_limits
 
 import streamdiar
 from streamdiar.cli import main
-from streamdiar.cli.live import build_live_diarizer, run_live, summary
+from streamdiar.cli.live import run_live, summary
+from streamdiar.session import build_live_diarizer
 from streamdiar.cli.live_view import LiveView
 from streamdiar.core.embedded import EmbeddedBackend
 from streamdiar.core.types import Turn

@@ -17,7 +17,8 @@ import pytest
 import soundfile as sf
 from rich.console import Console
 
-from streamdiar.cli.live import add_live_command, build_live_diarizer, run_live, summary
+from streamdiar.cli.live import add_live_command, run_live, summary
+from streamdiar.session import build_live_diarizer
 from streamdiar.cli.live_view import LiveView
 from streamdiar.core.types import SAMPLE_RATE, Turn
 from streamdiar.stream.microphone import Capture, SimulatedMicrophone

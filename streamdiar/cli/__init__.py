@@ -21,6 +21,7 @@ from streamdiar.cli.generate import add_generate_command
 from streamdiar.cli.interrupts import stop_on_sigterm
 from streamdiar.cli.live import add_live_command
 from streamdiar.cli.model_flags import add_diarization_flags, model_source
+from streamdiar.cli.serve import add_serve_command
 from streamdiar.cli.progress import (
     ProgressDisplay,
     add_progress_flag,
@@ -28,16 +29,13 @@ from streamdiar.cli.progress import (
     make_progress,
     measure,
 )
-from streamdiar.cli.speakers_command import (
-    NamingAnnouncer,
-    add_speakers_commands,
-    add_speakers_flag,
-)
+from streamdiar.cli.speakers_command import add_speakers_commands, add_speakers_flag
 from streamdiar.cli.transcript_command import add_transcript_command
 from streamdiar.core.types import Turn
 from streamdiar.errors import StreamdiarError, UserError
 from streamdiar.memory import fix_mmap_threshold
 from streamdiar.settings import check_backend, check_settings
+from streamdiar.stream.naming import NamingAnnouncer
 from streamdiar.stream.sinks import JsonlWriter, RttmWriter, TimelinePrinter
 from streamdiar.stream.sources import AudioInfo, probe
 
@@ -221,6 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--hyp", type=Path, required=True, metavar="HYP.rttm", help="hypothesis turns")
     add("--uem", type=Path, metavar="UEM", help="regions to score (default: all speech)")
     add_live_command(commands, common)
+    add_serve_command(commands, common)
     add_bench_command(commands, common)
     add_transcript_command(commands, common)
     add_generate_command(commands, common)

@@ -23,7 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamdiar.cli.model_flags import add_model_flags
+from streamdiar.cli.bench_serve import serve_rows, serve_table
+from streamdiar.cli.model_flags import add_model_flags, model_arguments
 from streamdiar.core.runtimes import RUNTIMES
 from streamdiar.errors import UserError
 from streamdiar.settings import BACKENDS
@@ -31,6 +32,8 @@ from streamdiar.stream.sinks import OutputError
 from streamdiar.synthetic import SynthesisError, generate_conversation
 
 DEFAULT_DURATIONS = "30,300,1800,3600"
+DEFAULT_STREAMS = "1,2,3,4,6,8"
+SERVE_SECONDS = 30.0
 PYANNOTE_AUDIO_MAX = 300.0  # s: longer audio through pyannote.audio's own pipeline takes hours on CPU
 
 
@@ -51,6 +54,13 @@ def _numbers(text: str) -> list[float]:
     if not all(value > 0 for value in values):
         raise argparse.ArgumentTypeError(f"durations must be positive, got {text!r}")
     return values
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated counts, got {text!r}") from None
 
 
 def _names(text: str) -> list[str]:
@@ -105,15 +115,7 @@ def measure_run(run: Run, audio: Path, reference: Path, args: argparse.Namespace
     ]  # fmt: skip
     if args.batch_size is not None:
         command += ["--batch-size", str(args.batch_size)]
-    if args.random_weights:
-        command.append("--random-weights")
-    for flag, value in (
-        ("--hf-token", args.hf_token),
-        ("--segmentation", args.segmentation),
-        ("--embedding", args.embedding),
-    ):
-        if value is not None:
-            command += [flag, str(value)]
+    command += model_arguments(args)
     environment = {**os.environ, "STREAMDIAR_RUNTIME": run.runtime}
     result = subprocess.run(command, capture_output=True, text=True, env=environment)
     if result.returncode != 0:
@@ -166,34 +168,58 @@ def _bench(args: argparse.Namespace) -> int:
     unknown = set(args.runtime) - set(RUNTIMES)
     if unknown:
         raise UserError(f"unknown runtime {sorted(unknown)[0]!r}: choose from {', '.join(RUNTIMES)}")
+    if args.durations is None:
+        args.durations = [SERVE_SECONDS] if args.serve else _numbers(DEFAULT_DURATIONS)
+    if args.serve and min(args.streams) < 1:
+        raise UserError("--streams must be at least 1")
     unknown = set(args.modes) - {"file", "streaming"}
     if unknown:
         raise UserError(f"unknown mode {sorted(unknown)[0]!r}: choose from file, streaming")
     machine = args.machine or machine_label()
     date = datetime.date.today().isoformat()
     rows: list[dict] = []
-    for run in planned_runs(args):
+
+    def audio_of(seconds: float) -> tuple[Path, Path]:
         try:
-            audio, reference = bench_audio(args.audio_dir, run.seconds, args.speakers)
+            return bench_audio(args.audio_dir, seconds, args.speakers)
         except (OSError, OutputError, SynthesisError) as error:
             raise UserError(f"cannot make the benchmark audio: {error}") from error
-        row = measure_run(run, audio, reference, args)
-        if run.mode == "pyannote.audio" or (run.backend == "pyannote" and args.random_weights):
-            row["der"] = None  # random weights or another pipeline's labels: no meaningful DER
+
+    def table() -> str:
+        return (serve_table if args.serve else markdown_table)(rows, machine, date)
+
+    def record(row: dict, line: str) -> None:
         rows.append(row)
-        print(
-            f"streamdiar: {run.backend} {row['device']} {run.runtime} {run.mode} "
-            f"{_duration(run.seconds)}: "
-            f"real-time factor {row['rtf']:.3f}, peak RSS {row['peak_rss_mb']:.0f} MB",
-            file=sys.stderr,
-            flush=True,
-        )
-        table = markdown_table(rows, machine, date)
+        print(f"streamdiar: {line}", file=sys.stderr, flush=True)
         report = {"machine": machine, "date": date, "rows": rows}
-        for path, text in ((args.markdown, table), (args.json, json.dumps(report, indent=2))):
+        for path, text in ((args.markdown, table()), (args.json, json.dumps(report, indent=2))):
             if path is not None:
                 path.write_text(text)
-    print(table, end="")
+
+    if args.serve:
+        serve_rows(
+            args,
+            audio_of,
+            lambda row: record(
+                row,
+                f"serve {row['backend']} {row['device']} {row['runtime']}, {row['streams']} "
+                f"streams: {row['dropped_seconds']:.1f} s dropped, lag at most "
+                f"{row['max_lag_seconds']:.1f} s",
+            ),
+        )
+    else:
+        for run in planned_runs(args):
+            audio, reference = audio_of(run.seconds)
+            row = measure_run(run, audio, reference, args)
+            # random weights or another pipeline's labels: no meaningful DER
+            if run.mode == "pyannote.audio" or (run.backend == "pyannote" and args.random_weights):
+                row["der"] = None
+            record(
+                row,
+                f"{run.backend} {row['device']} {run.runtime} {run.mode} "
+                f"{_duration(run.seconds)}: real-time factor {row['rtf']:.3f}, peak RSS {row['peak_rss_mb']:.0f} MB",
+            )
+    print(table(), end="")
     return 0
 
 
@@ -230,9 +256,9 @@ def add_bench_command(
     add(
         "--durations",
         type=_numbers,
-        default=_numbers(DEFAULT_DURATIONS),
         metavar="S,S,...",
-        help=f"audio durations in seconds (default: {DEFAULT_DURATIONS})",
+        help=f"audio durations in seconds (default: {DEFAULT_DURATIONS}; with --serve "
+        f"{SERVE_SECONDS:g})",
     )
     add(
         "--modes",
@@ -261,6 +287,26 @@ def add_bench_command(
         type=int,
         metavar="N",
         help="windows per batch in file mode and pyannote.audio (default: chosen for the device)",
+    )
+    add(
+        "--serve",
+        action="store_true",
+        help="instead of the modes: how many live streams `streamdiar serve` keeps up with, "
+        "each streaming the audio at real-time pace, for each count of --streams",
+    )
+    add(
+        "--streams",
+        type=_counts,
+        default=_counts(DEFAULT_STREAMS),
+        metavar="N,N,...",
+        help=f"with --serve: counts of concurrent streams (default: {DEFAULT_STREAMS})",
+    )
+    add(
+        "--latency",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="with --serve: the server's latency (default: 2)",
     )
     add("--markdown", type=Path, metavar="OUT.md", help="also write the table here")
     add("--json", type=Path, metavar="OUT.json", help="write every number here as JSON")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from streamdiar.cli.model_flags import add_diarization_flags, model_source
-from streamdiar.cli.speakers_command import NamingAnnouncer, add_speakers_flag
+from streamdiar.cli.speakers_command import add_speakers_flag
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
 from streamdiar.settings import check_backend, check_settings
@@ -29,6 +29,7 @@ from streamdiar.stream.microphone import (
     SimulatedMicrophone,
     input_devices,
 )
+from streamdiar.stream.naming import NamingAnnouncer
 from streamdiar.stream.sinks import JsonlWriter, OutputError, RttmWriter
 from streamdiar.transcript.live import LiveTranscription, Transcriber
 from streamdiar.transcript.types import LabelledSegment
@@ -37,14 +38,7 @@ from streamdiar.transcript.writers import FORMATS, TranscriptWriter, format_of
 
 if TYPE_CHECKING:
     from streamdiar.cli.live_view import LiveView
-    from streamdiar.core.backend import Backend
-    from streamdiar.core.voiceprints import SpeakerNamer
     from streamdiar.stream.pipeline import StreamingDiarizer
-
-# The most windows waiting for the model. A live diarizer infers windows one at a time while
-# it keeps up, and a backlog (a busy CPU, a slow device) as one batch, which costs a fraction
-# per window; a longer queue would only hide a backlog that capture should drop instead.
-LIVE_QUEUE_WINDOWS = 8
 
 # the exit code when the input device goes away: 1, as for the CLI's other failures at run time
 # (the package's EXIT_RUNTIME_ERROR, not imported from there: it imports this module)
@@ -53,22 +47,6 @@ EXIT_DEVICE_LOST = 1
 # (model, language or None) -> a loader of the transcriber on the diarizer's device type;
 # both steps raise WhisperError, the first before any audio or model is touched
 TranscriberPreparer = Callable[[str, str | None], Callable[[str], Transcriber]]
-
-
-def build_live_diarizer(
-    backend: Backend, latency: float, namer: SpeakerNamer | None = None
-) -> StreamingDiarizer:
-    """A diarizer for live capture, at the backend's window and step; `namer` names its
-    speakers after enrolled people."""
-    from streamdiar.session import build_diarizer  # imports torch
-
-    return build_diarizer(
-        backend,
-        latency,
-        batch_size=LIVE_QUEUE_WINDOWS,
-        queue_windows=LIVE_QUEUE_WINDOWS,
-        namer=namer,
-    )
 
 
 async def run_live(
@@ -217,6 +195,7 @@ def _live(args: argparse.Namespace, prepare: TranscriberPreparer = prepare_whisp
         # imported here: torch takes seconds to import, which --help and input errors skip
         from streamdiar.cli.live_view import LiveView
         from streamdiar.diarizer import Diarizer
+        from streamdiar.session import build_live_diarizer
 
         diarizer = Diarizer(
             args.backend,

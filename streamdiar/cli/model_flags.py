@@ -27,6 +27,19 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def model_arguments(args: argparse.Namespace) -> list[str]:
+    """The model flags of `args` as arguments again, for a child process."""
+    arguments = ["--random-weights"] if args.random_weights else []
+    for flag, value in (
+        ("--hf-token", args.hf_token),
+        ("--segmentation", args.segmentation),
+        ("--embedding", args.embedding),
+    ):
+        if value is not None:
+            arguments += [flag, str(value)]
+    return arguments
+
+
 def model_source(args: argparse.Namespace) -> ModelSource:
     return ModelSource(args.hf_token, args.segmentation, args.embedding, args.random_weights)
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from streamdiar.speaker_store import (
     EnrolmentError,
@@ -18,10 +16,6 @@ from streamdiar.speaker_store import (
     default_store_path,
 )
 from streamdiar.stream.sources import probe
-
-if TYPE_CHECKING:
-    from streamdiar.core.voiceprints import Naming
-    from streamdiar.stream.sinks import JsonlWriter
 
 STORE_HELP = (
     "the speaker store, an SQLite file (default: $XDG_DATA_HOME/streamdiar/speakers.sqlite, "
@@ -37,39 +31,6 @@ def add_speakers_flag(parser: argparse.ArgumentParser) -> None:
         help="name speakers who match a person enrolled in this speaker store (streamdiar "
         "enroll) after them, instead of SPEAKER_NN",
     )
-
-
-class NamingAnnouncer:
-    """Tells of each speaker named after an enrolled person, once, when called: a line for
-    people (`note`) and, where JSON lines are written, an event `{"event": "named", "label":
-    "SPEAKER_01", "speaker": "Alice", "time": 12.5}` (from `time` on, turns of the label carry
-    the name). Called before each turn is written, it tells before the first named turn."""
-
-    def __init__(
-        self,
-        namings: list[Naming],
-        note: Callable[[str], None],
-        jsonl: JsonlWriter | None = None,
-        uri: str | None = None,
-    ) -> None:
-        self._namings = namings  # the stream's, growing as it runs
-        self._note = note
-        self._jsonl = jsonl
-        self._uri = uri
-        self._told = 0
-
-    def __call__(self) -> None:
-        for naming in self._namings[self._told :]:
-            prefix = "" if self._uri is None else f"{self._uri}: "
-            since = f"turns from {naming.time:.2f} s on"
-            self._note(f"{prefix}{naming.label} is {naming.name} ({since})")
-            if self._jsonl is not None:
-                event: dict[str, Any] = {"event": "named"}
-                if self._uri is not None:
-                    event["uri"] = self._uri
-                event.update(label=naming.label, speaker=naming.name, time=round(naming.time, 3))
-                self._jsonl.write_event(event)
-        self._told = len(self._namings)
 
 
 def add_speakers_commands(

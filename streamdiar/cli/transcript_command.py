@@ -24,10 +24,11 @@ from streamdiar.cli.progress import (
     make_progress,
     measure,
 )
-from streamdiar.cli.speakers_command import NamingAnnouncer, add_speakers_flag
+from streamdiar.cli.speakers_command import add_speakers_flag
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
 from streamdiar.settings import check_backend, check_settings
+from streamdiar.stream.naming import NamingAnnouncer
 from streamdiar.stream.sinks import OutputError, RttmWriter
 from streamdiar.stream.sources import AudioInfo, file_blocks, probe
 from streamdiar.transcript.align import DEFAULT_TOLERANCE

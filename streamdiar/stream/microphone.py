@@ -3,9 +3,9 @@ real-time pace through exactly the same callback, in blocks of the same length.
 
 The audio callback runs on PortAudio's thread (or the replay thread): it copies the block and
 hands it to the event loop with `call_soon_threadsafe`, nothing more, so it never blocks, never
-waits for the model and never raises. On the loop, blocks wait in a queue bounded in seconds of
-audio; when the pipeline falls behind, the oldest audio is dropped and counted, so capture
-never stalls and the delay behind capture stays bounded.
+waits for the model and never raises. On the loop, blocks wait in an AudioBacklog bounded in
+seconds of audio; when the pipeline falls behind, the oldest audio is dropped and counted, so
+capture never stalls and the delay behind capture stays bounded.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import soundfile as sf
 
 from streamdiar.core.types import SAMPLE_RATE
 from streamdiar.errors import StreamdiarError
+from streamdiar.stream.backlog import AudioBacklog, CaptureStats
 from streamdiar.stream.sources import AudioError, MonoResampler, probe
 from streamdiar.stream.stderr_filter import STDERR_FILTER
 
@@ -65,18 +65,6 @@ class AudioInput(Protocol):
         ...
 
 
-@dataclass
-class CaptureStats:
-    """Seconds of audio at each stage of capture."""
-
-    captured_seconds: float = 0.0  # all the callback received
-    dropped_seconds: float = 0.0  # oldest audio dropped while the pipeline was behind
-    overflows: int = 0  # blocks PortAudio flagged as input overflow (audio lost before us)
-
-    def describe_losses(self) -> str:
-        return f"{self.dropped_seconds:.1f} s dropped, {self.overflows} input overflows"
-
-
 class Capture:
     """Runs an AudioInput's stream and hands its blocks to the pipeline as an async iterator.
 
@@ -87,11 +75,8 @@ class Capture:
         self.source = source
         self.stats = CaptureStats()
         self.started_at: float | None = None  # time.monotonic() when capture started
-        self._max_frames = max(1, round(max_queue_seconds * source.samplerate))
-        self._blocks: deque[np.ndarray] = deque()  # (frames, channels) each, oldest first
-        self._queued_frames = 0
-        self._ready = asyncio.Event()
-        self._closed = False
+        # (frames, channels) blocks at the source's rate
+        self._backlog = AudioBacklog(source.samplerate, max_queue_seconds, self.stats)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stream: InputStream | None = None
         self._stopping = False
@@ -138,40 +123,24 @@ class Capture:
             pass
 
     def _put(self, block: np.ndarray, overflow: bool) -> None:
-        if self._closed:  # a block that came while the stream was stopping
+        if self._backlog.closed:  # a block that came while the stream was stopping
             return
-        rate = self.source.samplerate
-        self.stats.captured_seconds += len(block) / rate
         self.stats.overflows += overflow
-        self._blocks.append(block)
-        self._queued_frames += len(block)
-        while self._queued_frames > self._max_frames and len(self._blocks) > 1:
-            oldest = self._blocks.popleft()
-            self._queued_frames -= len(oldest)
-            self.stats.dropped_seconds += len(oldest) / rate
-        self._ready.set()
+        self._backlog.put(block)
 
     def _close(self) -> None:
-        self._closed = True
-        self._ready.set()
+        self._backlog.close()
 
     async def blocks(self) -> AsyncIterator[np.ndarray]:
         """(samples,) float32 mono blocks at SAMPLE_RATE, as the pipeline takes them."""
         to_mono = MonoResampler(self.source.samplerate)
-        while True:
-            while not self._blocks:
-                if self._closed:
-                    tail = to_mono(np.zeros((0, self.source.channels), np.float32), last=True)
-                    if len(tail):
-                        yield tail
-                    return
-                self._ready.clear()
-                await self._ready.wait()
-            block = self._blocks.popleft()
-            self._queued_frames -= len(block)
+        async for block in self._backlog.blocks():
             mono = to_mono(block)
             if len(mono):
                 yield mono
+        tail = to_mono(np.zeros((0, self.source.channels), np.float32), last=True)
+        if len(tail):
+            yield tail
 
 
 def _sounddevice() -> ModuleType:

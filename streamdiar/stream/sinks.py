@@ -99,6 +99,17 @@ class RttmWriter:
         self.close()
 
 
+def turn_event(uri: str, turn: Turn) -> dict[str, Any]:
+    """A committed turn as the JSON event `--jsonl` writes and `serve` sends."""
+    return {
+        "event": "turn",
+        "uri": uri,
+        "start": round(turn.start, 3),
+        "end": round(turn.end, 3),
+        "speaker": turn.speaker,
+    }
+
+
 class JsonlWriter:
     """Writes one JSON object per line: committed turns and other events, for programs."""
 
@@ -107,15 +118,7 @@ class JsonlWriter:
         self._stream = stream if stream is not None else sys.stdout
 
     def write(self, uri: str, turn: Turn) -> None:
-        self.write_event(
-            {
-                "event": "turn",
-                "uri": uri,
-                "start": round(turn.start, 3),
-                "end": round(turn.end, 3),
-                "speaker": turn.speaker,
-            }
-        )
+        self.write_event(turn_event(uri, turn))
 
     def write_event(self, event: dict[str, Any]) -> None:
         try:
