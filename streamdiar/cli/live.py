@@ -17,7 +17,7 @@ from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from streamdiar.cli.model_flags import add_diarization_flags, model_source
+from streamdiar.cli.model_flags import add_diarization_flags, diarizer_from_flags
 from streamdiar.cli.speakers_command import add_speakers_flag
 from streamdiar.core.types import Turn
 from streamdiar.errors import UserError
@@ -194,16 +194,9 @@ def _live(args: argparse.Namespace, prepare: TranscriberPreparer = prepare_whisp
             )
         # imported here: torch takes seconds to import, which --help and input errors skip
         from streamdiar.cli.live_view import LiveView
-        from streamdiar.diarizer import Diarizer
         from streamdiar.session import build_live_diarizer
 
-        diarizer = Diarizer(
-            args.backend,
-            args.device,
-            args.latency,
-            model_source=model_source(args),
-            speakers=args.speakers,
-        )
+        diarizer = diarizer_from_flags(args)
         _say(f"using device {diarizer.device}")
         transcription = None
         if load_transcriber is not None:

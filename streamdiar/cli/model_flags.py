@@ -6,8 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from streamdiar.core.pyannote_models import ModelSource
 from streamdiar.settings import BACKENDS, LATENCY_RANGE
+
+if TYPE_CHECKING:
+    from streamdiar.diarizer import Diarizer
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +47,20 @@ def model_arguments(args: argparse.Namespace) -> list[str]:
 
 def model_source(args: argparse.Namespace) -> ModelSource:
     return ModelSource(args.hf_token, args.segmentation, args.embedding, args.random_weights)
+
+
+def diarizer_from_flags(args: argparse.Namespace) -> Diarizer:
+    """The Diarizer that the diarization flags and --speakers of a live-audio command ask
+    for (`live`, `serve`, `transcript`); imports torch."""
+    from streamdiar.diarizer import Diarizer
+
+    return Diarizer(
+        args.backend,
+        args.device,
+        args.latency,
+        model_source=model_source(args),
+        speakers=args.speakers,
+    )
 
 
 def add_diarization_flags(parser: argparse.ArgumentParser) -> None:

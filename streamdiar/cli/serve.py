@@ -12,7 +12,7 @@ import socket
 import sys
 from pathlib import Path
 
-from streamdiar.cli.model_flags import add_diarization_flags, model_source
+from streamdiar.cli.model_flags import add_diarization_flags, diarizer_from_flags
 from streamdiar.cli.speakers_command import add_speakers_flag
 from streamdiar.errors import UserError
 from streamdiar.server import BACKLOG_SECONDS, DEFAULT_MAX_STREAMS
@@ -56,17 +56,9 @@ def _serve(args: argparse.Namespace) -> int:
     sock = listening_socket(args.host, args.port)  # a port in use is reported before models load
     # imported here: torch and the server stack take seconds to import
     import uvicorn
-
-    from streamdiar.diarizer import Diarizer
     from streamdiar.server.app import Server
 
-    diarizer = Diarizer(
-        args.backend,
-        args.device,
-        args.latency,
-        model_source=model_source(args),
-        speakers=args.speakers,
-    )
+    diarizer = diarizer_from_flags(args)
     _say(f"using device {diarizer.device}")
     server = Server(
         diarizer, args.max_streams, args.backlog, token=args.token, record_dir=args.record

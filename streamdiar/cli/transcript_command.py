@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from streamdiar.cli.model_flags import add_diarization_flags, model_source
+from streamdiar.cli.model_flags import add_diarization_flags, diarizer_from_flags
 from streamdiar.cli.progress import (
     ProgressDisplay,
     add_progress_flag,
@@ -165,17 +165,10 @@ def _run(
     emit: Callable[[LabelledSegment], None],
 ) -> None:
     # torch and the models load only past the checks
-    from streamdiar.diarizer import Diarizer
     from streamdiar.session import build_diarizer
 
     display = make_progress(args.progress)
-    diarizer = Diarizer(
-        args.backend,
-        args.device,
-        args.latency,
-        model_source=model_source(args),
-        speakers=args.speakers,
-    )
+    diarizer = diarizer_from_flags(args)
     display.note(f"Using device: {diarizer.device}")
     with display:
         pipeline = build_diarizer(
