@@ -204,8 +204,10 @@ async def _events_until_closed(
 ) -> tuple[list[dict], int, str]:
     events = []
     async with connect(url, **options) as client:
-        for message in messages:
-            await client.send(message)
+        # the server may close (full, bad input) before all the messages are sent
+        with contextlib.suppress(ConnectionClosed):
+            for message in messages:
+                await client.send(message)
         with contextlib.suppress(ConnectionClosed):
             while True:
                 events.append(json.loads(await client.recv()))
