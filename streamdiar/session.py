@@ -81,12 +81,11 @@ def _campplus_backend() -> Backend:
 
 
 # Windows per batch in file mode. On a GPU, larger batches keep it busy (out of memory halves
-# them). On CPU, the pyannote models run fastest per window in small batches; the embedded
-# backend's LSTM gains up to about 32. The campplus backend's batches are whole multiples of
-# the 16 consecutive windows that share one CAM++ trunk pass, so that every device gives the
-# same turns.
+# them). On CPU, the embedded backend's LSTM gains up to about 32. The campplus and pyannote
+# backends' batches are whole multiples of the 16 consecutive windows that share one trunk
+# pass (`shared_trunk`), so that every device gives the same turns.
 FILE_BATCH_SIZES = {
-    "cpu": {"embedded": 32, "pyannote": 4, "campplus": 16},
+    "cpu": {"embedded": 32, "pyannote": 16, "campplus": 16},
     "cuda": {"embedded": 128, "pyannote": 64, "campplus": 64},
     "mps": {"embedded": 64, "pyannote": 32, "campplus": 32},
 }

@@ -55,7 +55,7 @@ class _Placed:
     ("backend", "device", "expected"),
     [
         ("embedded", "cpu", 32),
-        ("pyannote", "cpu", 4),
+        ("pyannote", "cpu", 16),
         ("embedded", "cuda", 128),
         ("pyannote", "cuda", 64),
         ("pyannote", "mps", 32),

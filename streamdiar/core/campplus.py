@@ -22,13 +22,8 @@ from streamdiar.core.pyannote_models import ModelSourceError
 
 NUM_MELS = 80
 DIMENSION = 192
-# The trunk's frames are 20 ms apart (fbank every 10 ms, then a stride of 2): windows that
-# start a whole number of trunk frames apart can be cut from one pass over a longer stretch.
+# The trunk's frames are 20 ms apart (fbank every 10 ms, then a stride of 2)
 TRUNK_FRAME_SAMPLES = 320
-# Consecutive windows whose features come from one trunk pass over the stretch they cover: 16
-# windows 0.5 s apart share one pass over 15.5 s instead of 16 passes over 8 s (README, "File
-# mode shares the CAM++ trunk").
-WINDOWS_PER_PASS = 16
 
 
 class CampplusTrunk(nn.Module):
@@ -88,29 +83,11 @@ class CampplusEncoder(nn.Module):
         features = self.features(waveforms).transpose(1, 2)  # (batch, mels, frames)
         return (self._trunk_runner or self.trunk)(features)
 
-    def forward_consecutive_frames(
-        self, waveforms: torch.Tensor, step_samples: int
-    ) -> torch.Tensor:
-        """Trunk features (batch, channels, frames) of consecutive windows (batch, 1, samples)
-        that start `step_samples` apart, cut from one trunk pass per WINDOWS_PER_PASS windows
-        over the stretch they cover, instead of one pass per window.
-
-        Not equal to `forward_frames`: the fbank mean and the masking layers' context are taken
-        over the stretch, not the window (tests bound the cosine of the vectors to per-window
-        ones). Windows whose starts fall between trunk frames get `forward_frames`.
-        """
-        if step_samples % TRUNK_FRAME_SAMPLES or step_samples > waveforms.shape[-1]:
-            return self.forward_frames(waveforms)
-        hop = step_samples // TRUNK_FRAME_SAMPLES  # trunk frames between window starts
-        parts = []
-        for first in range(0, len(waveforms), WINDOWS_PER_PASS):
-            group = waveforms[first : first + WINDOWS_PER_PASS, 0]  # (g, samples)
-            # the first window, then what each next one adds at its end
-            stretch = torch.cat([group[0], group[1:, -step_samples:].reshape(-1)])
-            frames = self.forward_frames(stretch.view(1, 1, -1))[0]  # (channels, stretch frames)
-            per_window = frames.shape[-1] - (len(group) - 1) * hop
-            parts.append(frames.unfold(-1, per_window, hop).transpose(0, 1))  # (g, channels, f)
-        return torch.cat(parts)
+    @staticmethod
+    def num_frames(num_samples: int) -> int:
+        """Trunk frames of a waveform of `num_samples` samples (its fbank frames, halved by
+        the stride of 2)."""
+        return (KaldiFbank.num_frames(num_samples) + 1) // 2
 
     def forward_embedding(self, frames: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """One vector per speaker (batch, speakers, dim) from trunk features and per-speaker

@@ -8,7 +8,7 @@ import warnings
 import torch
 from torch import nn
 
-from streamdiar.core.campplus import NUM_MELS, CampplusEncoder
+from streamdiar.core.campplus import NUM_MELS, TRUNK_FRAME_SAMPLES, CampplusEncoder
 from streamdiar.core.onnx_runtime import OnnxModule
 from streamdiar.core.pyannote_backend import PyannoteBackend
 from streamdiar.core.pyannote_models import ModelSourceError, packaged_segmentation
@@ -31,6 +31,7 @@ class CampplusBackend(PyannoteBackend):
     # pass per window: 0.05 gave 35.1 % DER, 0.075 33.2 %, 0.1 32.0 %; with the trunk shared by
     # 16 windows (file mode): 0.075 31.4 %, 0.1 30.6 %, 0.125 32.0 %, 0.15 31.8 %, 0.2 37.4 %.
     eigen_threshold = 0.1
+    trunk_frame_samples = TRUNK_FRAME_SAMPLES
 
     def __init__(
         self, segmentation: nn.Module, embedding: CampplusEncoder, runtime: str = "torch"
@@ -57,16 +58,6 @@ class CampplusBackend(PyannoteBackend):
             self.run_segmentation = self.segmentation
             self.embedding.run_trunk_with(None)
         return self
-
-    def window_frames(
-        self, waveforms: torch.Tensor, speech: torch.Tensor, step_samples: int | None
-    ) -> torch.Tensor:
-        """CAM++'s frame features (n, channels, frames) of the n windows with speech: one
-        trunk pass per window, or, for consecutive windows `step_samples` apart, one per
-        WINDOWS_PER_PASS of them (8x less compute at 0.5 s steps)."""
-        if step_samples is None:
-            return super().window_frames(waveforms, speech, step_samples)
-        return self.embedding.forward_consecutive_frames(waveforms, step_samples)[speech]
 
     def _run_on_onnx(self) -> None:
         """Both models on ONNX Runtime, or on torch with a warning where they cannot be."""

@@ -1,9 +1,10 @@
 """The pyannote backend: segmentation-3.0 gives up to 3 overlapping local speakers per window,
 the WeSpeaker ResNet34 one vector per active local speaker.
 
-The ResNet trunk runs once per window; only its statistics pooling runs per local speaker, with
-that speaker's activity as weights. pyannote.audio's pipeline and diart run the whole encoder
-once per (window, speaker) instead, which is most of their compute.
+The ResNet trunk runs once per live window, and once per 16 consecutive windows of a file
+(`shared_trunk`); only its statistics pooling runs per local speaker, with that speaker's
+activity as weights. pyannote.audio's pipeline and diart run the whole encoder once per
+(window, speaker) instead, which is most of their compute.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from pyannote.audio import Model
 from pyannote.audio.utils.powerset import Powerset
 
+from streamdiar.core.shared_trunk import consecutive_window_frames
 from streamdiar.core.timing import StageClock
 from streamdiar.core.types import LocalSpeakers
 
@@ -36,6 +38,10 @@ class FrameEncoder(Protocol):
 
     def forward_embedding(self, frames: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """(batch, speakers, dimension) from frame features and weights (batch, speakers, f)."""
+        ...
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frame features of a waveform of `num_samples` samples."""
         ...
 
     def eval(self) -> "FrameEncoder": ...
@@ -143,10 +149,26 @@ class PyannoteBackend:
     def window_frames(
         self, waveforms: torch.Tensor, speech: torch.Tensor, step_samples: int | None
     ) -> torch.Tensor:
-        """The encoder's frame features (n, ...) of the n windows with speech (`speech`, a
-        mask over the batch): one ResNet trunk pass per window, even for consecutive windows
-        (`step_samples` apart), whose trunk frames would not fall on window starts."""
-        return self.embedding.forward_frames(waveforms[speech])  # (n, channels, mels, t)
+        """The encoder's frame features (n, ..., frames) of the n windows with speech
+        (`speech`, a mask over the batch): one trunk pass per window, or, for consecutive
+        windows `step_samples` apart, one per WINDOWS_PER_PASS of them (`shared_trunk`)."""
+        if step_samples is None:
+            return self.embedding.forward_frames(waveforms[speech])
+        frames = consecutive_window_frames(
+            self.embedding.forward_frames,
+            waveforms,
+            step_samples,
+            self.trunk_frame_samples,
+            self.embedding.num_frames(waveforms.shape[-1]),
+        )
+        return frames[speech]
+
+    @property
+    def trunk_frame_samples(self) -> int:
+        """Samples between two of the encoder's frame features (1280 for the WeSpeaker
+        ResNet34: fbank every 160 samples, then three strides of 2)."""
+        centers = self.embedding.receptive_field_center  # of a frame, in samples
+        return centers(1) - centers(0)
 
     @staticmethod
     def overlap_aware_weights(activity: torch.Tensor, num_samples: int) -> torch.Tensor:
