@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from streamdiar.cli.bench_serve import machine_cpu_seconds
 from streamdiar.cli.serve import listening_socket
-from streamdiar.core.types import Turn
+from streamdiar.core.types import SAMPLE_RATE, Turn
 from streamdiar.server.app import MAX_FRAME_BYTES, Server, SocketStream
 from streamdiar.server.client import StreamResult, stream_file
 from streamdiar.shared_backend import SharedBackend
@@ -486,6 +486,20 @@ def test_serve_reports_a_port_in_use_and_bad_values_before_loading_models(run_cl
     )  # fmt: skip
 
 
+def _seconds_heard(received: np.ndarray, original: np.ndarray) -> list[tuple[int, float, float]]:
+    """For each second of `original` with sound: how far its place in `received` is from its
+    place in `original` (samples), and the gain and signal-to-noise ratio (dB) there. Each
+    second is found on its own: a browser whose audio thread misses its turn under load
+    skips or repeats a few milliseconds, which shifts the seconds after it, not their sound."""
+    heard = []
+    for start in range(0, len(original) - SAMPLE_RATE + 1, SAMPLE_RATE):
+        second = original[start : start + SAMPLE_RATE]
+        if np.sqrt(np.mean(second**2)) >= 0.01:  # not silence
+            lag, gain, snr = _alignment(received, second)
+            heard.append((lag - start, gain, snr))
+    return heard
+
+
 def _alignment(received: np.ndarray, original: np.ndarray) -> tuple[int, float, float]:
     """Where `original` starts in `received` (samples; negative: its first samples are
     missing), the gain between them and the signal-to-noise ratio (dB) of `received`."""
@@ -493,7 +507,7 @@ def _alignment(received: np.ndarray, original: np.ndarray) -> tuple[int, float, 
     spectrum = np.fft.rfft(received, size) * np.conj(np.fft.rfft(original, size))
     correlation = np.fft.irfft(spectrum, size)
     lag = int(np.argmax(correlation))
-    lag = lag if lag < size // 2 else lag - size
+    lag = lag if lag < len(received) else lag - size  # past the end: negative lags
     shifted = received[lag:] if lag >= 0 else np.concatenate([np.zeros(-lag, np.float32), received])
     n = min(len(shifted), len(original))
     gain = float(shifted[:n] @ original[:n] / (original[:n] @ original[:n]))
@@ -551,21 +565,25 @@ def test_the_page_streams_a_browser_microphone_and_shows_who_speaks(
             browser.close()
     audio = np.frombuffer(b"".join(received), "<f4")
     original, _ = sf.read(path, dtype="float32")
-    lag, gain, snr = _alignment(audio, original)
+    heard = _seconds_heard(audio, original)
+    lags = [lag for lag, _, _ in heard]
+    clear = [abs(gain - 1) < 0.05 and snr > 12 for _, gain, snr in heard]
     got = tmp_path / "received.wav"
     sf.write(got, audio, 16000, subtype="FLOAT")
     expected = live_diarizer.diarize(got)
     turns = [Turn(t["start"], t["end"], t["speaker"]) for t in seen["turns"]]
     print(
-        f"\nbrowser: {len(audio) / 16000:.2f} s received, the file from sample {-lag} on, gain "
-        f"{gain:.3f}, SNR {snr:.1f} dB; {len(turns)} turns, {seen['ended']}"
+        f"\nbrowser: {len(audio) / 16000:.2f} s received; {sum(clear)} of {len(heard)} seconds "
+        f"with sound heard clearly, shifted by {min(lags)} to {max(lags)} samples, gains "
+        f"{min(g for _, g, _ in heard):.3f}-{max(g for _, g, _ in heard):.3f}, SNR at least "
+        f"{min(snr for _, _, snr in heard):.1f} dB; {len(turns)} turns, {seen['ended']}"
     )
     assert seen["error"] is None and seen["ready"]["uri"] == "browser"
     assert any("browser: started (16000 Hz, 1 ch, pcm_f32le)" in line for line in lines)
-    # the sound of the file: shifted by at most 50 ms (lost, or silence before it, as the
-    # page's capture started), the level kept, and only what resampling to the device's rate
-    # and back adds (a fractional delay)
-    assert abs(lag) <= 800 and abs(gain - 1) < 0.05 and snr > 12
+    # the sound of the file: its first second shifted by at most 50 ms (lost, or silence
+    # before it, as the page's capture started), and nearly every second at its level, with
+    # only what resampling to the device's rate and back adds (a fractional delay)
+    assert len(heard) >= 20 and abs(lags[0]) <= 800 and sum(clear) >= 0.9 * len(heard)
     assert seen["ended"]["dropped"] == 0.0 and seen["ended"]["received"] >= 30.0
     assert _close_enough(turns, expected, live_diarizer.models.frame_step), (turns, expected)
     assert len({turn.speaker for turn in turns}) >= 2
