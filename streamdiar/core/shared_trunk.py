@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 
 # Consecutive windows whose frames come from one pass: 16 windows 0.5 s apart share one pass
-# over 15.5 s instead of 16 passes over 8 s (README, "File mode shares the trunk").
+# over 15.5 s instead of 16 passes over 8 s (README, "File mode shares the CAM++ trunk").
 WINDOWS_PER_PASS = 16
 
 
