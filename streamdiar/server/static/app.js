@@ -14,6 +14,7 @@ const colours = new Map();
 let socket = null;
 let audio = null; // {context, stream, node} of the microphone
 let file = null; // {context, timer} of a file being streamed
+let unsent = []; // the microphone's blocks captured before the socket opened
 let now = 0; // seconds of audio the server has received
 
 const $ = (id) => document.getElementById(id);
@@ -31,32 +32,35 @@ function reset() {
   $("start").disabled = true;
   $("file").disabled = true;
   Object.assign(state, { turns: [], statuses: [], ready: null, ended: null, error: null });
+  unsent = [];
   colours.clear();
   now = 0;
   $("turns").querySelector("tbody").replaceChildren();
   draw();
 }
 
+// The microphone starts only once its worklet is loaded, so that its first block is captured;
+// blocks captured while the socket is still opening wait in `unsent` and follow the start
+// message, so that a slow connection loses none of the first words.
 async function start() {
   reset();
+  const context = new AudioContext({ sampleRate: 16000 });
   try {
-    const stream = await navigator.mediaDevices.getUserMedia({
-      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
-    });
-    const context = new AudioContext({ sampleRate: 16000 });
     await context.audioWorklet.addModule("/static/capture-worklet.js");
     const node = new AudioWorkletNode(context, "streamdiar-capture", {
       processorOptions: { frames: Math.round(context.sampleRate / 10) },
     });
-    context.createMediaStreamSource(stream).connect(node);
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+    });
     audio = { context, stream, node };
+    node.port.onmessage = (message) => sendAudio(message.data.buffer);
     connect(context.sampleRate);
-    node.port.onmessage = (message) => {
-      if (socket && socket.readyState === WebSocket.OPEN) socket.send(message.data.buffer);
-    };
+    context.createMediaStreamSource(stream).connect(node);
   } catch (error) {
     fail("cannot capture the microphone: " + error.message);
     stopAudio();
+    if (context.state !== "closed") context.close();
     $("start").disabled = false;
     $("file").disabled = false;
   }
@@ -90,6 +94,11 @@ async function streamFile() {
   }
 }
 
+function sendAudio(buffer) {
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(buffer);
+  else if (socket && socket.readyState === WebSocket.CONNECTING) unsent.push(buffer);
+}
+
 function connect(sampleRate, name = "browser") {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const token = new URLSearchParams(location.search).get("token");
@@ -97,6 +106,8 @@ function connect(sampleRate, name = "browser") {
   socket = new WebSocket(`${scheme}//${location.host}/v1/stream${query}`);
   socket.onopen = () => {
     socket.send(JSON.stringify({ type: "start", sample_rate: sampleRate, encoding: "pcm_f32le", channels: 1, name }));
+    unsent.forEach((buffer) => socket.send(buffer));
+    unsent = [];
     $("stop").disabled = false;
     $("status").textContent = "connected";
   };
