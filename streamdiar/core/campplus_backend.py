@@ -16,10 +16,20 @@ from streamdiar.core.runtimes import requested_runtime
 from streamdiar.core.types import SAMPLE_RATE
 
 
+def compiled_runtime(name: str) -> type[OnnxModule]:
+    """What runs the exported models for the runtime named `name` ($STREAMDIAR_RUNTIME);
+    OpenVINO is imported only when asked for."""
+    if name == "openvino":
+        from streamdiar.core.openvino_runtime import OpenVinoModule
+
+        return OpenVinoModule
+    return OnnxModule
+
+
 class CampplusBackend(PyannoteBackend):
     """segmentation-3.0 + CAM++: the pyannote backend's windows, overlap-aware pooling weights
     and one trunk pass per window, with CAM++ in place of WeSpeaker (5x cheaper on CPU). On
-    CPU both models run on ONNX Runtime unless `runtime` is "torch"."""
+    CPU both models run on ONNX Runtime, or OpenVINO, unless `runtime` is "torch"."""
 
     name = "campplus"
     # CAM++ tells voices apart better from more speech: on the dev set, 8 s windows gave
@@ -52,32 +62,35 @@ class CampplusBackend(PyannoteBackend):
 
     def to(self, device: torch.device) -> "CampplusBackend":
         super().to(device)
-        if device.type == "cpu" and self.runtime == "onnx":
-            self._run_on_onnx()
+        if device.type == "cpu" and self.runtime != "torch":
+            self._run_compiled(compiled_runtime(self.runtime))
         else:
             self.run_segmentation = self.segmentation
             self.embedding.run_trunk_with(None)
         return self
 
-    def _run_on_onnx(self) -> None:
-        """Both models on ONNX Runtime, or on torch with a warning where they cannot be."""
+    def _run_compiled(self, runtime: type[OnnxModule]) -> None:
+        """Both models exported to ONNX and run by `runtime`, or on torch with a warning
+        where they cannot be."""
         threads = torch.get_num_threads()
         seed = torch.Generator().manual_seed(0)
         try:
-            segmentation = OnnxModule.export(
+            segmentation = runtime.export(
                 self.segmentation,
                 0.1 * torch.randn(1, 1, 2 * SAMPLE_RATE, generator=seed),  # (batch, 1, samples)
                 {0: "batch", 2: "samples"},
                 threads,
             )
-            trunk = OnnxModule.export(
+            trunk = runtime.export(
                 self.embedding.trunk,
                 torch.randn(1, NUM_MELS, 200, generator=seed),  # (batch, mels, frames)
                 {0: "batch", 2: "frames"},
                 threads,
             )
         except RuntimeError as error:
-            warnings.warn(f"ONNX Runtime cannot run the models ({error}); using torch", stacklevel=2)
+            warnings.warn(
+                f"{runtime.runtime_name} cannot run the models ({error}); using torch", stacklevel=2
+            )
             self.runtime = "torch"
             return
         self.run_segmentation = segmentation

@@ -40,8 +40,11 @@ def cache_dir() -> Path:
 class OnnxModule:
     """A module's forward pass on CPU tensors through an ONNX Runtime session.
 
-    Calls from several threads at once are safe (`InferenceSession.run` is).
+    Calls from several threads at once are safe (`InferenceSession.run` is). Other runtimes
+    that read ONNX subclass it, replacing `_loaded` and `__call__`.
     """
+
+    runtime_name = "ONNX Runtime"
 
     def __init__(self, session: onnxruntime.InferenceSession) -> None:
         self.session = session
@@ -51,9 +54,9 @@ class OnnxModule:
         cls, module: nn.Module, example: torch.Tensor, dynamic_axes: dict[int, str], threads: int
     ) -> "OnnxModule":
         """`module` (in eval mode, on the CPU) as ONNX, its input axes `dynamic_axes` free to
-        vary (index -> name), run by ONNX Runtime on `threads` threads. `example` is an input
-        of the right rank, on which both runtimes must agree; a cached export that does not
-        (damaged, or from another exporter) is replaced.
+        vary (index -> name), run by this class's runtime on `threads` threads. `example` is
+        an input of the right rank, on which it and torch must agree; a cached export that
+        does not (damaged, or from another exporter) is replaced.
 
         Raises RuntimeError when the module cannot be exported or gives other outputs.
         """
@@ -73,6 +76,15 @@ class OnnxModule:
     def _checked(
         cls, model: bytes, threads: int, example: torch.Tensor, expected: torch.Tensor
     ) -> "OnnxModule":
+        onnx_module = cls._loaded(model, threads)
+        difference = (onnx_module(example) - expected).abs().max().item()
+        if not difference <= CHECK_TOLERANCE:
+            raise RuntimeError(f"{cls.runtime_name} differs from torch by {difference:.2g}")
+        return onnx_module
+
+    @classmethod
+    def _loaded(cls, model: bytes, threads: int) -> "OnnxModule":
+        """The runtime's module for ONNX `model`; RuntimeError for a model it cannot load."""
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -90,11 +102,7 @@ class OnnxModule:
             )
         except Exception as error:  # ONNX Runtime's own exception types, for a bad model
             raise RuntimeError(f"ONNX Runtime cannot load the model ({error})") from error
-        onnx_module = cls(session)
-        difference = (onnx_module(example) - expected).abs().max().item()
-        if not difference <= CHECK_TOLERANCE:
-            raise RuntimeError(f"ONNX Runtime differs from torch by {difference:.2g}")
-        return onnx_module
+        return cls(session)
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         inputs = inputs.detach().to(torch.float32).contiguous()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-RUNTIMES = ("onnx", "torch")  # the first is the default
+RUNTIMES = ("onnx", "openvino", "torch")  # the first is the default
 
 
 def requested_runtime() -> str:
