@@ -19,16 +19,21 @@ def test_bench_writes_markdown_and_json_rows(run_cli, tmp_path) -> None:
     markdown, report_path = tmp_path / "bench.md", tmp_path / "bench.json"
     result = run_cli(
         "bench", "--durations", "12", "--audio-dir", tmp_path / "audio",
-        "--markdown", markdown, "--json", report_path, "--runtime", "onnx,torch",
+        "--markdown", markdown, "--json", report_path, "--runtime", "auto,onnx,torch",
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
     report = json.loads(report_path.read_text())
-    assert [(row["runtime"], row["mode"], row["batch_size"]) for row in report["rows"]] == [
-        ("onnx", "file", 16),
-        ("onnx", "streaming", 1),
-        ("torch", "file", 16),
-        ("torch", "streaming", 1),
+    assert [
+        (row["runtime"], row["models_ran_on"], row["mode"], row["batch_size"])
+        for row in report["rows"]
+    ] == [
+        ("auto", "OpenVINO", "file", 16),
+        ("auto", "ONNX Runtime", "streaming", 1),
+        ("onnx", "ONNX Runtime", "file", 16),
+        ("onnx", "ONNX Runtime", "streaming", 1),
+        ("torch", "torch", "file", 16),
+        ("torch", "torch", "streaming", 1),
     ]
     for row in report["rows"]:
         assert row["backend"] == "campplus" and row["device"] == "cpu"
@@ -41,10 +46,12 @@ def test_bench_writes_markdown_and_json_rows(run_cli, tmp_path) -> None:
         assert 0 <= row["der"] <= 1 and 1 <= row["speakers"]
     table = markdown.read_text()
     assert table == result.stdout
-    assert "| campplus | cpu | onnx | file | 12 s |" in table
+    assert "| campplus | cpu | auto (OpenVINO) | file | 12 s |" in table
+    assert "| campplus | cpu | onnx (ONNX Runtime) | file | 12 s |" in table
     assert "| campplus | cpu | torch | streaming | 12 s |" in table
-    # the same models give the same turns on either runtime
-    assert len({(row["der"], row["speakers"]) for row in report["rows"]}) == 1
+    # the same models give the same turns on ONNX Runtime and torch
+    float32 = [row for row in report["rows"] if row["models_ran_on"] in ("ONNX Runtime", "torch")]
+    assert len({(row["der"], row["speakers"]) for row in float32}) == 1
     # the audio is generated once and found again by a later run
     assert sorted(p.name for p in (tmp_path / "audio").iterdir()) == [
         "conversation-4spk-12s.rttm",
@@ -77,12 +84,12 @@ def test_bench_serve_counts_the_streams_a_server_keeps_up_with(run_cli, tmp_path
     assert result.returncode == 0, result.stderr
     (row,) = json.loads((tmp_path / "bench.json").read_text())["rows"]
     assert (row["backend"], row["device"], row["runtime"], row["streams"]) == (
-        "campplus", "cpu", "onnx", 2
+        "campplus", "cpu", "auto", 2
     )  # fmt: skip
     assert row["audio_seconds"] == pytest.approx(10)
     assert row["keeps_up"] == (row["dropped_seconds"] == 0)
     assert 0 < row["server_cpu_seconds"] and 0 <= row["der_mean"] <= 1
-    assert "| campplus | cpu | onnx | 2 | 10 s |" in result.stdout
+    assert "| campplus | cpu | auto | 2 | 10 s |" in result.stdout
     assert "Keeps up with " in result.stdout
 
 

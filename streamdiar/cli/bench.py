@@ -41,7 +41,7 @@ PYANNOTE_AUDIO_MAX = 300.0  # s: longer audio through pyannote.audio's own pipel
 class Run:
     backend: str
     device: str
-    runtime: str  # what runs the models on CPU: onnx or torch ($STREAMDIAR_RUNTIME)
+    runtime: str  # what runs the models on CPU ($STREAMDIAR_RUNTIME: `runtimes`)
     mode: str
     seconds: float  # audio duration
 
@@ -128,6 +128,12 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
+def _runtime(row: dict) -> str:
+    """The runtime asked for, and in brackets what ran the models (`auto` picks per mode)."""
+    asked, ran_on = row.get("runtime", "—"), row.get("models_ran_on")
+    return asked if ran_on in (None, asked) else f"{asked} ({ran_on})"
+
+
 def markdown_table(rows: list[dict], machine: str, date: str) -> str:
     lines = [
         f"Measured on {machine}, {date}.",
@@ -149,7 +155,7 @@ def markdown_table(rows: list[dict], machine: str, date: str) -> str:
         der = row.get("der")
         batch = f"{row['batch_ms_median']:.0f} ms" if "batch_ms_median" in row else "—"
         lines.append(
-            f"| {row['backend']} | {row['device']} | {row.get('runtime', '—')} | {row['mode']} "
+            f"| {row['backend']} | {row['device']} | {_runtime(row)} | {row['mode']} "
             f"| {_duration(row['audio_seconds'])} "
             f"| {row['rtf']:.3f} | {batch} | {row['peak_rss_mb']:.0f} MB | {' | '.join(split)} "
             f"| {row.get('speakers', '—')} | {'—' if der is None else f'{100 * der:.1f} %'} |"

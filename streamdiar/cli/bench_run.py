@@ -154,6 +154,14 @@ def _der(reference: Path | None, hypothesis: Annotation) -> float | None:
     return diarization_error_rate({uri: load_rttm(reference)[uri]}, {uri: hypothesis}).der
 
 
+def _models_ran_on(backend: object, mode: str) -> str:
+    """What ran the models in `mode`: the runtime `auto` picked for it, or torch where the
+    backend has no choice or a runtime could not run them."""
+    compiled_models = getattr(backend, "compiled_models", None)
+    compiled = compiled_models(shared=mode == "file") if compiled_models else None
+    return "torch" if compiled is None else compiled.segmentation.runtime_name
+
+
 def measure(args: argparse.Namespace) -> dict:
     from threadpoolctl import threadpool_limits
 
@@ -175,8 +183,8 @@ def measure(args: argparse.Namespace) -> dict:
     return {
         "backend": args.backend,
         "device": backend.device.type,
-        # what ran the models: ONNX Runtime or torch (where it fell back, torch)
-        "runtime": getattr(backend, "runtime", "torch"),
+        "runtime": getattr(backend, "runtime", "torch"),  # as asked ($STREAMDIAR_RUNTIME)
+        "models_ran_on": _models_ran_on(backend, args.mode),
         "mode": args.mode,
         "batch_size": batch_size,
         **result,

@@ -51,12 +51,6 @@ class CampplusEncoder(nn.Module):
         self.trunk = CampplusTrunk(campplus)
         self.pooling = StatsPool()
         self.dense = campplus.xvector.dense
-        # what runs the trunk instead of torch (ONNX Runtime on CPU), if anything
-        self._trunk_runner: Callable[[torch.Tensor], torch.Tensor] | None = None
-
-    def run_trunk_with(self, runner: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
-        """Run the trunk with `runner` (same inputs and outputs), or with torch for None."""
-        self._trunk_runner = runner
 
     @classmethod
     def packaged(cls) -> "CampplusEncoder":
@@ -77,11 +71,16 @@ class CampplusEncoder(nn.Module):
         features = self.fbank(waveforms.squeeze(1))
         return features - features.mean(dim=1, keepdim=True)
 
-    def forward_frames(self, waveforms: torch.Tensor) -> torch.Tensor:
+    def forward_frames(
+        self,
+        waveforms: torch.Tensor,
+        trunk: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Trunk features (batch, channels, frames) of waveforms (batch, 1, samples); frames
-        are 20 ms apart."""
+        are 20 ms apart. `trunk` runs the trunk instead of torch (a compiled copy, same inputs
+        and outputs)."""
         features = self.features(waveforms).transpose(1, 2)  # (batch, mels, frames)
-        return (self._trunk_runner or self.trunk)(features)
+        return (trunk or self.trunk)(features)
 
     @staticmethod
     def num_frames(num_samples: int) -> int:

