@@ -159,9 +159,9 @@ class StreamingDiarizer:
                     finished = True
                     batch.pop()
                 if batch:
-                    results = await loop.run_in_executor(
-                        worker, self._infer, batch, self.whole_batches
-                    )
+                    # batches of one window share nothing, and run as live windows do
+                    shared = self.whole_batches and self.batch_size > 1
+                    results = await loop.run_in_executor(worker, self._infer, batch, shared)
                     await results_queue.put((batch, results))
         except Exception:
             await results_queue.put(None)
