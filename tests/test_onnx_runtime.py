@@ -21,6 +21,7 @@ from streamdiar.core.openvino_runtime import (
 from streamdiar.core.runtimes import RUNTIMES
 
 CPU = torch.device("cpu")
+BFLOAT16 = computes_bfloat16()  # whether this CPU computes bfloat16 natively
 
 
 @pytest.fixture(autouse=True)
@@ -140,7 +141,7 @@ def backends() -> dict[str, CampplusBackend]:
     return backends
 
 
-FLOAT32 = [name for name in RUNTIMES if name not in ("torch", "openvino-bf16")]
+FLOAT32 = ["onnx", "openvino"]
 
 
 @pytest.mark.parametrize("name", FLOAT32)
@@ -162,10 +163,10 @@ def test_default_backend_on_a_runtime_equals_torch(backends, shared_data, name, 
 @pytest.mark.parametrize(
     "name, live, files",
     [
-        ("auto", OnnxModule, OpenVinoModule),
+        ("auto", *((OpenVinoBfloat16Module,) * 2 if BFLOAT16 else (OnnxModule, OpenVinoModule))),
         ("onnx", OnnxModule, OnnxModule),
         ("openvino", OpenVinoModule, OpenVinoModule),
-        ("openvino-bf16", *[OpenVinoBfloat16Module if computes_bfloat16() else OpenVinoModule] * 2),
+        ("openvino-bf16", *[OpenVinoBfloat16Module if BFLOAT16 else OpenVinoModule] * 2),
         ("torch", None, None),
     ],
 )
@@ -176,15 +177,19 @@ def test_each_mode_runs_on_its_runtime(name, live, files):
 
 def test_auto_compiles_a_files_models_at_its_first_batch():
     """Live windows run at once on the models compiled at load; a file's first batch
-    compiles its own (OpenVINO), used from then on."""
+    compiles its own where its runtime differs (OpenVINO float32), used from then on, and
+    shares the live ones where it does not (bfloat16)."""
     backend = CampplusBackend.packaged()
     backend.runtime = "auto"
     backend.to(CPU)
-    assert set(backend._compiled) == {False}
-    assert type(backend.segmentation_runner(False)) is OnnxModule
+    live, files = compiled_runtime("auto", shared=False), compiled_runtime("auto", shared=True)
+    assert set(backend._compiled) == {live}
+    live_runner = backend.segmentation_runner(False)
+    assert type(live_runner) is live
     file_runner = backend.segmentation_runner(True)
-    assert type(file_runner) is OpenVinoModule
+    assert type(file_runner) is files
     assert backend.segmentation_runner(True) is file_runner
+    assert (file_runner is live_runner) == (files is live)
 
 
 def consecutive_windows(path, count: int) -> torch.Tensor:
@@ -202,7 +207,7 @@ def test_files_in_bfloat16_stay_close_to_float32(backends, shared_data, recordin
     on sample.wav), and the vectors of their speakers
     keep a median cosine of 0.9996-0.9997 (bound 0.999; 5th percentile 0.86-0.92, bound 0.8:
     a speaker heard for a few frames is pooled over other frames when one flips)."""
-    if not computes_bfloat16():
+    if not BFLOAT16:
         pytest.skip("this CPU does not compute bfloat16 natively: OpenVINO runs float32")
     windows = consecutive_windows(shared_data / "dev" / f"{recording}.wav", 45)  # 30 s
     bfloat16 = backends["openvino-bf16"].infer(windows, step_samples=8_000)

@@ -26,7 +26,7 @@ def compiled_runtime(name: str, shared: bool) -> type[OnnxModule] | None:
     OpenVINO is imported only when asked for."""
     if name == "torch":
         return None
-    if name == "onnx" or (name == "auto" and not shared):
+    if name == "onnx":
         return OnnxModule
     from streamdiar.core.openvino_runtime import (
         OpenVinoBfloat16Module,
@@ -34,8 +34,10 @@ def compiled_runtime(name: str, shared: bool) -> type[OnnxModule] | None:
         computes_bfloat16,
     )
 
-    if name == "openvino-bf16" and computes_bfloat16():
+    if name in ("auto", "openvino-bf16") and computes_bfloat16():
         return OpenVinoBfloat16Module
+    if name == "auto" and not shared:
+        return OnnxModule
     return OpenVinoModule
 
 
@@ -70,9 +72,9 @@ class CampplusBackend(PyannoteBackend):
     ) -> None:
         super().__init__(segmentation, embedding)
         self.runtime = runtime
-        # on CPU, the compiled models of each mode (shared: a file's consecutive windows), as
-        # they are first used; None where torch runs them
-        self._compiled: dict[bool, CompiledModels | None] = {}
+        # on CPU, the models compiled by each runtime the modes use, as they are first used
+        # (one copy where both modes use the same); None where torch runs them
+        self._compiled: dict[type[OnnxModule] | None, CompiledModels | None] = {}
         self._compiling = threading.Lock()
 
     @classmethod
@@ -110,10 +112,11 @@ class CampplusBackend(PyannoteBackend):
         where torch runs them (accelerators, `runtime` torch, or a runtime that cannot)."""
         if self.device.type != "cpu":
             return None
+        runtime = compiled_runtime(self.runtime, shared)
         with self._compiling:
-            if shared not in self._compiled:
-                self._compiled[shared] = self._compile(compiled_runtime(self.runtime, shared))
-            return self._compiled[shared]
+            if runtime not in self._compiled:
+                self._compiled[runtime] = self._compile(runtime)
+            return self._compiled[runtime]
 
     def _compile(self, runtime: type[OnnxModule] | None) -> CompiledModels | None:
         """Both models exported to ONNX and run by `runtime`, or None (torch), with a warning
