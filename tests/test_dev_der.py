@@ -84,7 +84,10 @@ def test_dev_set_der_averaged_over_starts(
         print(f"\nstarted {start} s late:\n{format_report(report)}")
         ders.append(report.der)
         sample_ders.append(report.per_uri["sample"].der)
-    summary = f"DER per start {np.round(ders, 4)}, mean {np.mean(ders):.4f}; sample mean {np.mean(sample_ders):.4f}"
+    summary = (
+        f"DER per start {np.round(ders, 4)}, mean {np.mean(ders):.4f}; "
+        f"sample mean {np.mean(sample_ders):.4f}"
+    )
     print(summary)
     assert np.mean(ders) <= der_bound and np.mean(sample_ders) <= sample_bound, summary
 

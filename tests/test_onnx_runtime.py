@@ -200,7 +200,9 @@ def consecutive_windows(path, count: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("recording", ["dev00", "dev01"])
-def test_files_in_bfloat16_stay_close_to_float32(backends, shared_data, recording):
+def test_files_in_bfloat16_stay_close_to_float32(
+    backends, shared_data, speaker_cosines, recording
+):
     """A file's windows in bfloat16 (`openvino-bf16` on a CPU with bfloat16 units), against
     float32 (ONNX Runtime): activity moves on at most 2 % of (frame, speaker) entries (1 % on
     the dev files), 95 % of windows keep their active speakers (all on the dev files, 97.8 %
@@ -215,15 +217,7 @@ def test_files_in_bfloat16_stay_close_to_float32(backends, shared_data, recordin
     agreement = np.mean([np.mean(b.activity == f.activity) for b, f in zip(bfloat16, float32)])
     assert agreement >= 0.98
     assert np.mean([np.array_equal(b.active, f.active) for b, f in zip(bfloat16, float32)]) >= 0.95
-    cosines = np.array(
-        [
-            b.embeddings[k] @ f.embeddings[k]
-            / np.linalg.norm(b.embeddings[k])
-            / np.linalg.norm(f.embeddings[k])
-            for b, f in zip(bfloat16, float32)
-            for k in np.flatnonzero(b.active & f.active)
-        ]
-    )
+    cosines = speaker_cosines(bfloat16, float32)
     assert np.median(cosines) >= 0.999
     assert np.percentile(cosines, 5) >= 0.8
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from streamdiar.core.campplus import NUM_MELS, TRUNK_FRAME_SAMPLES, CampplusEncoder
+from streamdiar.core.campplus import HEAD_CHANNELS, NUM_MELS, TRUNK_FRAME_SAMPLES, CampplusEncoder
+from streamdiar.core.live_front import LiveFront
 from streamdiar.core.onnx_runtime import OnnxModule
 from streamdiar.core.pyannote_backend import PyannoteBackend
 from streamdiar.core.pyannote_models import ModelSourceError, packaged_segmentation
@@ -43,10 +44,17 @@ def compiled_runtime(name: str, shared: bool) -> type[OnnxModule] | None:
 
 @dataclass(frozen=True)
 class CompiledModels:
-    """Both models of the backend, run by one compiled runtime."""
+    """The backend's models, run by one compiled runtime: CAM++'s trunk as its head and
+    body, so that live windows can share the head (`live_front`)."""
 
     segmentation: OnnxModule
-    trunk: OnnxModule
+    head: OnnxModule
+    body: OnnxModule
+
+    def trunk(self, features: torch.Tensor) -> torch.Tensor:
+        """CAM++'s frame features (batch, channels, frames / 2) of normalised fbank (batch,
+        mels, frames)."""
+        return self.body(self.head(features))
 
 
 class CampplusBackend(PyannoteBackend):
@@ -76,6 +84,7 @@ class CampplusBackend(PyannoteBackend):
         # (one copy where both modes use the same); None where torch runs them
         self._compiled: dict[type[OnnxModule] | None, CompiledModels | None] = {}
         self._compiling = threading.Lock()
+        self.live_front = LiveFront(self.embedding.fbank, round(self.window_step * SAMPLE_RATE))
 
     @classmethod
     def packaged(cls) -> "CampplusBackend":
@@ -105,7 +114,14 @@ class CampplusBackend(PyannoteBackend):
         compiled = self.compiled_models(shared)
         if compiled is None:
             return self.embedding.forward_frames
-        return functools.partial(self.embedding.forward_frames, trunk=compiled.trunk)
+        if shared:
+            return functools.partial(self.embedding.forward_frames, trunk=compiled.trunk)
+        return functools.partial(self._live_frames, compiled)
+
+    def _live_frames(self, compiled: CompiledModels, waveforms: torch.Tensor) -> torch.Tensor:
+        """Frame features (batch, channels, frames) of live windows (batch, 1, samples), their
+        filterbank and head shared with the windows they continue (`live_front`)."""
+        return compiled.body(self.live_front.head_frames(waveforms, compiled.head))
 
     def compiled_models(self, shared: bool) -> CompiledModels | None:
         """The models as the CPU runtime runs them in this mode, compiled on first use; None
@@ -132,9 +148,15 @@ class CampplusBackend(PyannoteBackend):
                 {0: "batch", 2: "samples"},
                 threads,
             )
-            trunk = runtime.export(
-                self.embedding.trunk,
+            head = runtime.export(
+                self.embedding.trunk.head,
                 torch.randn(1, NUM_MELS, 200, generator=seed),  # (batch, mels, frames)
+                {0: "batch", 2: "frames"},
+                threads,
+            )
+            body = runtime.export(
+                self.embedding.trunk.body,
+                torch.randn(1, HEAD_CHANNELS, 200, generator=seed),  # (batch, channels, frames)
                 {0: "batch", 2: "frames"},
                 threads,
             )
@@ -143,4 +165,4 @@ class CampplusBackend(PyannoteBackend):
                 f"{runtime.runtime_name} cannot run the models ({error}); using torch", stacklevel=2
             )
             return None
-        return CompiledModels(segmentation, trunk)
+        return CompiledModels(segmentation, head, body)

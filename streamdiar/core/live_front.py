@@ -1,0 +1,98 @@
+"""CAM++'s front (filterbank and FCM head) computed once per live step instead of once per
+window.
+
+Live windows 8 s long and 0.5 s apart share 7.5 s of audio. The filterbank is frame by frame
+and the head convolutional (a receptive field of 21 filterbank frames), so a window's first
+frames are the previous window's last ones, shifted: only the new 0.5 s is computed, with a
+margin recomputed behind it that now has its right context. What is not shared is the mean
+normalisation: each part of the head's input is normalised with the mean of the window in
+which it was computed, not the one it is pooled in (dev DER: README "The default models").
+The D-TDNN body after the head, whose masking layers look at the whole window, runs on every
+window.
+
+Windows are found again by their samples, not by who sent them, so live streams merged into
+one batch each find their own previous window, and a window that continues none (the first
+of a stream, or after a window without speech, which was not computed) is computed whole.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from streamdiar.core.fbank import FRAME_SHIFT, KaldiFbank
+
+# Head frames behind the new ones that are computed again: the head sees 10 frames either
+# side, so the previous window's last 10 had no right context; 20 keeps a margin.
+RECOMPUTED_FRAMES = 20
+HEAD_CONTEXT = 10  # frames of the head's receptive field on either side
+
+
+@dataclass
+class _Front:
+    tail: np.ndarray  # (samples - step,) the window's samples that a next window starts with
+    fbank: torch.Tensor  # (frames, mels) log mel energies, not normalised
+    head: torch.Tensor  # (channels, frames) head output
+
+
+class LiveFront:
+    """Filterbank and head frames of the latest live windows (`capacity` of them, one per
+    stream that runs at once), for the windows that continue them `step_samples` later."""
+
+    def __init__(self, fbank: KaldiFbank, step_samples: int, capacity: int = 16) -> None:
+        self.fbank = fbank
+        self.step_samples = step_samples
+        self._fronts: deque[_Front] = deque(maxlen=capacity)  # the latest last
+        self._lock = threading.Lock()
+
+    def head_frames(
+        self, waveforms: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """Head output (batch, channels, fbank frames) of CPU waveforms (batch, 1, samples),
+        each window's filterbank normalised by its mean, as `CampplusEncoder.features`."""
+        with self._lock:
+            return torch.stack([self._one(waveform[0], head) for waveform in waveforms])
+
+    def _one(
+        self, waveform: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """Head output (channels, frames) of one window (samples,)."""
+        samples = waveform.numpy()
+        new_frames = self.step_samples // FRAME_SHIFT
+        previous = self._continued(samples)
+        head_inputs = new_frames + RECOMPUTED_FRAMES + HEAD_CONTEXT  # per step, when shared
+        if previous is not None and len(previous.fbank) > head_inputs:
+            kept = len(previous.fbank) - new_frames
+            # frame j starts at sample j * FRAME_SHIFT: the new frames need the samples from there
+            added = self.fbank(waveform[None, kept * FRAME_SHIFT :])[0]  # (new_frames, mels)
+            fbank = torch.cat([previous.fbank[new_frames:], added])
+            features = (fbank - fbank.mean(dim=0)).T  # (mels, frames)
+            first = len(fbank) - new_frames - RECOMPUTED_FRAMES  # the first head frame computed
+            part = head(features[None, :, first - HEAD_CONTEXT :])[0, :, HEAD_CONTEXT:]
+            frames = torch.cat([previous.head[:, new_frames : new_frames + first], part], dim=1)
+        else:
+            fbank = self.fbank(waveform[None])[0]  # (frames, mels)
+            frames = head((fbank - fbank.mean(dim=0)).T[None])[0]  # (channels, frames)
+        self._remember(samples, fbank, frames)
+        return frames
+
+    def _continued(self, samples: np.ndarray) -> _Front | None:
+        """The latest remembered window that `samples` continues one step later, if any.
+        Streams of the same audio find the same one, and get the same frames."""
+        start = samples[: len(samples) - self.step_samples]
+        for front in reversed(self._fronts):
+            if (
+                len(front.tail) == len(start)
+                and np.array_equal(front.tail[:64], start[:64])
+                and np.array_equal(front.tail, start)
+            ):
+                return front
+        return None
+
+    def _remember(self, samples: np.ndarray, fbank: torch.Tensor, head: torch.Tensor) -> None:
+        self._fronts.append(_Front(samples[self.step_samples :].copy(), fbank, head))
