@@ -20,12 +20,14 @@ STARTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 
 
 # (flags, bound on the mean DER over STARTS, on sample.wav's mean DER): the default in file
 # mode (16 windows share a CAM++ pass) and one window per batch as live audio is diarized.
-# The bounds are the means measured on ONNX Runtime in float32 before the default moved to
-# bfloat16 where the CPU computes it, plus half a point (file 30.98 % and 16.22 %, live 34.47 %
-# and 18.81 %; README "Accuracy on the development recordings").
+# The overall bounds are the means before OpenVINO and the live front (ONNX Runtime, one pass
+# per window live: file 30.98 %, live 34.47 %) plus half a point; sample.wav's guard against
+# a collapse of the phone call, two points above its means then (16.22 % and 18.81 %).
+# Measured now: file 30.73 % (sample.wav 16.22 %), live 32.78 % (19.21 %); README "Accuracy
+# on the development recordings".
 MEAN_BOUNDS = [
-    ((), 0.3148, 0.1672),
-    (("--batch-size", "1"), 0.3497, 0.1931),
+    ((), 0.3148, 0.1822),
+    (("--batch-size", "1"), 0.3497, 0.2081),
 ]
 
 

@@ -141,7 +141,7 @@ def backends() -> dict[str, CampplusBackend]:
     return backends
 
 
-FLOAT32 = ["onnx", "openvino"]
+FLOAT32 = ["auto", "onnx", "openvino"]
 
 
 @pytest.mark.parametrize("name", FLOAT32)
@@ -163,7 +163,7 @@ def test_default_backend_on_a_runtime_equals_torch(backends, shared_data, name, 
 @pytest.mark.parametrize(
     "name, live, files",
     [
-        ("auto", *((OpenVinoBfloat16Module,) * 2 if BFLOAT16 else (OnnxModule, OpenVinoModule))),
+        ("auto", OnnxModule, OpenVinoModule),
         ("onnx", OnnxModule, OnnxModule),
         ("openvino", OpenVinoModule, OpenVinoModule),
         ("openvino-bf16", *[OpenVinoBfloat16Module if BFLOAT16 else OpenVinoModule] * 2),
@@ -177,19 +177,17 @@ def test_each_mode_runs_on_its_runtime(name, live, files):
 
 def test_auto_compiles_a_files_models_at_its_first_batch():
     """Live windows run at once on the models compiled at load; a file's first batch
-    compiles its own where its runtime differs (OpenVINO float32), used from then on, and
-    shares the live ones where it does not (bfloat16)."""
+    compiles its own (OpenVINO), used from then on."""
     backend = CampplusBackend.packaged()
     backend.runtime = "auto"
     backend.to(CPU)
     live, files = compiled_runtime("auto", shared=False), compiled_runtime("auto", shared=True)
     assert set(backend._compiled) == {live}
-    live_runner = backend.segmentation_runner(False)
-    assert type(live_runner) is live
+    assert (live, files) == (OnnxModule, OpenVinoModule)
+    assert type(backend.segmentation_runner(False)) is live
     file_runner = backend.segmentation_runner(True)
     assert type(file_runner) is files
     assert backend.segmentation_runner(True) is file_runner
-    assert (file_runner is live_runner) == (files is live)
 
 
 def consecutive_windows(path, count: int) -> torch.Tensor:

@@ -35,7 +35,7 @@ def compiled_runtime(name: str, shared: bool) -> type[OnnxModule] | None:
         computes_bfloat16,
     )
 
-    if name in ("auto", "openvino-bf16") and computes_bfloat16():
+    if name == "openvino-bf16" and computes_bfloat16():
         return OpenVinoBfloat16Module
     if name == "auto" and not shared:
         return OnnxModule

@@ -4,14 +4,14 @@ Kept apart from `onnx_runtime` so that the command line can name the choices wit
 ONNX Runtime or torch.
 
 - auto (the default): in each mode the fastest runtime that kept dev DER within half a point,
-  averaged over 15 starts of the stream (README "The default models"). Where the CPU computes
-  bfloat16 natively, OpenVINO in bfloat16 in both modes; elsewhere a file's batches of
-  consecutive windows on OpenVINO and live windows, one at a time, on ONNX Runtime, both in
+  averaged over 15 starts of the stream (README "The default models"): a file's batches of
+  consecutive windows on OpenVINO, live windows, one at a time, on ONNX Runtime, both in
   float32.
 - onnx: ONNX Runtime, both modes.
 - openvino: OpenVINO in float32, both modes.
 - openvino-bf16: OpenVINO in bfloat16 where the CPU computes it natively (else float32), both
-  modes: about twice as fast as float32, not rounding but other results.
+  modes: about twice as fast as ONNX Runtime, not rounding but other results (not the
+  default: README).
 - torch: torch eager.
 """
 
