@@ -37,7 +37,8 @@ class WorkerSettings:
     model_source: ModelSource = field(default_factory=ModelSource)
     transcript_format: str = "srt"
     tolerance: float = DEFAULT_TOLERANCE
-    threads: int | None = None  # torch's threads, which the compiled runtimes take; None leaves them be
+    # torch's threads, which the compiled runtimes take; None leaves them be
+    threads: int | None = None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def compiled_runtime(name: str, shared: bool) -> type[OnnxModule] | None:
     OpenVINO is imported only when asked for."""
     if name == "torch":
         return None
-    if name == "onnx":
+    if name == "onnx" or (name == "auto" and not shared):
         return OnnxModule
     from streamdiar.core.openvino_runtime import (
         OpenVinoBfloat16Module,
@@ -37,8 +37,6 @@ def compiled_runtime(name: str, shared: bool) -> type[OnnxModule] | None:
 
     if name == "openvino-bf16" and computes_bfloat16():
         return OpenVinoBfloat16Module
-    if name == "auto" and not shared:
-        return OnnxModule
     return OpenVinoModule
 
 

@@ -47,6 +47,10 @@ class LiveFront:
     def __init__(self, fbank: KaldiFbank, step_samples: int, capacity: int = 16) -> None:
         self.fbank = fbank
         self.step_samples = step_samples
+        self._new_frames = step_samples // FRAME_SHIFT  # fbank frames a step adds
+        # head inputs computed per step when shared: the new frames, the recomputed ones and
+        # the context before them
+        self._head_inputs = self._new_frames + RECOMPUTED_FRAMES + HEAD_CONTEXT
         self._fronts: deque[_Front] = deque(maxlen=capacity)  # the latest last
         self._lock = threading.Lock()
 
@@ -63,10 +67,9 @@ class LiveFront:
     ) -> torch.Tensor:
         """Head output (channels, frames) of one window (samples,)."""
         samples = waveform.numpy()
-        new_frames = self.step_samples // FRAME_SHIFT
+        new_frames = self._new_frames
         previous = self._continued(samples)
-        head_inputs = new_frames + RECOMPUTED_FRAMES + HEAD_CONTEXT  # per step, when shared
-        if previous is not None and len(previous.fbank) > head_inputs:
+        if previous is not None and len(previous.fbank) > self._head_inputs:
             kept = len(previous.fbank) - new_frames
             # frame j starts at sample j * FRAME_SHIFT: the new frames need the samples from there
             added = self.fbank(waveform[None, kept * FRAME_SHIFT :])[0]  # (new_frames, mels)
