@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,18 @@ from streamdiar.core.types import LocalSpeakers
 class _WaitingCall:
     waveforms: torch.Tensor
     step_samples: int | None
+    streams: Sequence[object | None] | None
     result: Future[list[LocalSpeakers]]
+
+
+def merged_streams(calls: list[_WaitingCall]) -> list[object | None]:
+    """The stream of each window of calls merged into one batch, None for windows of a call
+    that names none."""
+    return [
+        stream
+        for call in calls
+        for stream in (call.streams if call.streams is not None else [None] * len(call.waveforms))
+    ]
 
 
 class SharedBackend:
@@ -57,11 +69,14 @@ class SharedBackend:
         return self
 
     def infer(
-        self, waveforms: torch.Tensor, step_samples: int | None = None
+        self,
+        waveforms: torch.Tensor,
+        step_samples: int | None = None,
+        streams: Sequence[object | None] | None = None,
     ) -> list[LocalSpeakers]:
         result: Future[list[LocalSpeakers]] = Future()
         with self._lock:
-            self._waiting.append(_WaitingCall(waveforms, step_samples, result))
+            self._waiting.append(_WaitingCall(waveforms, step_samples, streams, result))
         # one run per call: a run finds its call already done when an earlier run took it along
         self._worker.submit(self._run_waiting)
         return result.result()
@@ -88,9 +103,12 @@ class SharedBackend:
             return
         try:
             if len(calls) == 1:
-                results = self._backend.infer(calls[0].waveforms, calls[0].step_samples)
+                call = calls[0]
+                results = self._backend.infer(call.waveforms, call.step_samples, call.streams)
             else:
-                results = self._backend.infer(torch.cat([call.waveforms for call in calls]))
+                results = self._backend.infer(
+                    torch.cat([call.waveforms for call in calls]), streams=merged_streams(calls)
+                )
         except BaseException as error:  # each caller handles it (fallback) for its windows
             for call in calls:
                 call.result.set_exception(error)

@@ -4,6 +4,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import settings
@@ -12,6 +13,7 @@ from threadpoolctl import threadpool_limits
 import streamdiar
 from streamdiar import Diarizer
 from streamdiar.core.embedded import EmbeddedBackend
+from streamdiar.core.types import LocalSpeakers
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PROJECT_ROOT = Path(streamdiar.__file__).resolve().parents[1]
@@ -92,3 +94,23 @@ def default_diarizer() -> Diarizer:
 def live_diarizer() -> Diarizer:
     """The default backend with one window per batch: files diarized as live audio is."""
     return Diarizer(batch_size=1)
+
+
+def _speaker_cosines(first: list[LocalSpeakers], second: list[LocalSpeakers]) -> np.ndarray:
+    """The cosine between the two vectors of each local speaker active in both results of the
+    same windows (vectors,)."""
+    return np.array(
+        [
+            a.embeddings[k] @ b.embeddings[k]
+            / np.linalg.norm(a.embeddings[k])
+            / np.linalg.norm(b.embeddings[k])
+            for a, b in zip(first, second, strict=True)
+            for k in np.flatnonzero(a.active & b.active)
+        ]
+    )
+
+
+@pytest.fixture(scope="session")
+def speaker_cosines() -> Callable[[list[LocalSpeakers], list[LocalSpeakers]], np.ndarray]:
+    """How close two runs' vectors of the same windows are (`_speaker_cosines`)."""
+    return _speaker_cosines

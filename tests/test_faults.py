@@ -7,7 +7,7 @@ import errno
 import io
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -64,13 +64,16 @@ class FlakyAccelerator:
         return self
 
     def infer(
-        self, waveforms: torch.Tensor, step_samples: int | None = None
+        self,
+        waveforms: torch.Tensor,
+        step_samples: int | None = None,
+        streams: Sequence[object | None] | None = None,
     ) -> list[LocalSpeakers]:
         error = self.fault(len(self.calls) + 1, len(waveforms)) if self._device.type != "cpu" else None
         self.calls.append((self._device.type, len(waveforms), error is None))
         if error is not None:
             raise error
-        return self.inner.infer(waveforms, step_samples)
+        return self.inner.infer(waveforms, step_samples, streams)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +145,10 @@ def test_an_error_on_cpu_is_not_retried(backend, audio):
 
     class BrokenOnCpu(FlakyAccelerator):
         def infer(
-            self, waveforms: torch.Tensor, step_samples: int | None = None
+            self,
+            waveforms: torch.Tensor,
+            step_samples: int | None = None,
+            streams: Sequence[object | None] | None = None,
         ) -> list[LocalSpeakers]:
             calls.append(len(waveforms))
             raise RuntimeError("a real bug")

@@ -119,9 +119,9 @@ class SlowBackend:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._backend, name)
 
-    def infer(self, waveforms: Any, step_samples: int | None = None) -> list:
+    def infer(self, waveforms: Any, step_samples: int | None = None, streams: Any = None) -> list:
         time.sleep(self._seconds_per_window * len(waveforms))
-        return self._backend.infer(waveforms, step_samples)
+        return self._backend.infer(waveforms, step_samples, streams)
 
 
 def test_a_slow_consumer_drops_the_oldest_audio_without_stalling_capture(

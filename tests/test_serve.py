@@ -393,10 +393,12 @@ class RecordingBackend:
 
     def __init__(self, seconds: float) -> None:
         self.batches: list[int] = []
+        self.streams: list[Any] = []  # the streams named per batch
         self.seconds = seconds
 
-    def infer(self, waveforms: Any, step_samples: int | None = None) -> list:
+    def infer(self, waveforms: Any, step_samples: int | None = None, streams: Any = None) -> list:
         self.batches.append(len(waveforms))
+        self.streams.append(streams)
         time.sleep(self.seconds)
         return [float(row[0]) for row in waveforms]
 
@@ -409,7 +411,9 @@ def test_shared_models_run_the_windows_waiting_from_several_streams_as_one_batch
     results: dict[int, list] = {}
 
     def call(index: int, windows: int) -> None:
-        results[index] = shared.infer(torch.full((windows, 10), float(index)))
+        # stream 2 names none (windows of no stream, as an enrolment's)
+        streams = None if index == 2 else [f"stream {index}"] * windows
+        results[index] = shared.infer(torch.full((windows, 10), float(index)), streams=streams)
 
     first = threading.Thread(target=call, args=(0, 1))
     first.start()
@@ -422,6 +426,12 @@ def test_shared_models_run_the_windows_waiting_from_several_streams_as_one_batch
         thread.join()
     assert results == {0: [0.0], 1: [1.0], 2: [2.0, 2.0], 3: [3.0, 3.0]}
     assert recording.batches == [1, 3, 2]  # at most 4 windows, a call's windows never split
+    # each window of a merged batch keeps its stream, None where its call named none
+    assert recording.streams == [
+        ["stream 0"],
+        ["stream 1", None, None],
+        ["stream 3", "stream 3"],
+    ]
 
 
 def test_shared_models_run_a_call_of_consecutive_windows_alone_as_asked():
@@ -433,9 +443,9 @@ def test_shared_models_run_a_call_of_consecutive_windows_alone_as_asked():
     calls: list[int | None] = []
     infer = recording.infer
 
-    def infer_told(waveforms: Any, step_samples: int | None = None) -> list:
+    def infer_told(waveforms: Any, step_samples: int | None = None, streams: Any = None) -> list:
         calls.append(step_samples)
-        return infer(waveforms, step_samples)
+        return infer(waveforms, step_samples, streams)
 
     recording.infer = infer_told  # type: ignore[method-assign]
     shared = SharedBackend(recording, max_windows=8)

@@ -83,7 +83,9 @@ BACKENDS = {
 
 @pytest.mark.parametrize("name", ["sample", "dev00", "dev01"])
 @pytest.mark.parametrize("backend_name", list(BACKENDS))
-def test_shared_trunk_vectors_stay_close_to_each_window_s_own(shared_data, backend_name, name):
+def test_shared_trunk_vectors_stay_close_to_each_window_s_own(
+    shared_data, speaker_cosines, backend_name, name
+):
     """File mode pools every local speaker from one trunk pass per 16 consecutive windows;
     its vectors stay close to those of one pass per window on the dev recordings."""
     make, window, step, median_bound, low_bound = BACKENDS[backend_name]
@@ -91,12 +93,9 @@ def test_shared_trunk_vectors_stay_close_to_each_window_s_own(shared_data, backe
     backend = make()
     windows = consecutive_windows(audio, 40, window, step)
     alone, shared = backend.infer(windows), backend.infer(windows, step_samples=step)
-    cosines = []
     for own, cut in zip(alone, shared):
         np.testing.assert_array_equal(own.activity, cut.activity)
-        for speaker in np.flatnonzero(own.active):
-            u, v = own.embeddings[speaker], cut.embeddings[speaker]
-            cosines.append(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
+    cosines = speaker_cosines(alone, shared)
     print(f"\n{backend_name}, {name}: {len(cosines)} vectors, cosine median "
           f"{np.median(cosines):.3f}, 5th percentile {np.percentile(cosines, 5):.3f}, "
           f"min {np.min(cosines):.3f}")  # fmt: skip

@@ -1,6 +1,7 @@
 import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -74,9 +75,11 @@ class RecordingBackend:
     def __getattr__(self, name: str):
         return getattr(self._backend, name)
 
-    def infer(self, waveforms: torch.Tensor, step_samples: int | None = None) -> list:
+    def infer(
+        self, waveforms: torch.Tensor, step_samples: int | None = None, streams: Any = None
+    ) -> list:
         self.batches.append((len(waveforms), step_samples))
-        return self._backend.infer(waveforms, step_samples)
+        return self._backend.infer(waveforms, step_samples, streams)
 
 
 async def trickled(audio: np.ndarray, block: int) -> AsyncIterator[np.ndarray]:

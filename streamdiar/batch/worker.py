@@ -37,7 +37,8 @@ class WorkerSettings:
     model_source: ModelSource = field(default_factory=ModelSource)
     transcript_format: str = "srt"
     tolerance: float = DEFAULT_TOLERANCE
-    threads: int | None = None  # torch and ONNX Runtime threads; None leaves them be
+    # torch's threads, which the compiled runtimes take; None leaves them be
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,9 @@ class LoadReport:
 
 
 def limit_threads(threads: int) -> None:
-    """Runs torch and ONNX Runtime (which takes torch's thread count) on `threads` threads,
-    so that workers side by side do not ask for more cores than there are. Called before
-    torch is first imported, the OpenMP pools start at that size too."""
+    """Runs torch and the compiled runtimes (which take torch's thread count) on `threads`
+    threads, so that workers side by side do not ask for more cores than there are. Called
+    before torch is first imported, the OpenMP pools start at that size too."""
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     import torch

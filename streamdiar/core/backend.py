@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import torch
@@ -31,13 +32,20 @@ class Backend(Protocol):
         ...
 
     def infer(
-        self, waveforms: torch.Tensor, step_samples: int | None = None
+        self,
+        waveforms: torch.Tensor,
+        step_samples: int | None = None,
+        streams: Sequence[object | None] | None = None,
     ) -> list[LocalSpeakers]:
         """One result per window of `waveforms` (batch, samples), 16 kHz, on any device.
 
         `step_samples` says that the windows are consecutive, starting that many samples
         apart: a backend may then compute what they share once (the campplus backend's CAM++
         trunk), so that a window's result depends on the batch it is in. Without it, each
-        window gives the same result in any batch.
+        window gives the same result in any batch, unless `streams` names the live stream of
+        each window (an object that lives as long as the stream, or None for a window of no
+        stream; windows of one stream in order): a backend may then reuse what it computed for that stream's previous window
+        (the campplus backend's CAM++ head, `live_front`), so that a window's result depends on
+        its stream's earlier windows, never on other streams.
         """
         ...

@@ -24,19 +24,34 @@ NUM_MELS = 80
 DIMENSION = 192
 # The trunk's frames are 20 ms apart (fbank every 10 ms, then a stride of 2)
 TRUNK_FRAME_SAMPLES = 320
+HEAD_CHANNELS = 320  # the FCM head's output: 32 channels of 10 frequency bands
+
+
+class CampplusBody(nn.Module):
+    """CAM++ after its FCM head, up to its statistics pooling: frame features (batch,
+    channels, frames) of head output (batch, HEAD_CHANNELS, fbank frames)."""
+
+    def __init__(self, campplus: nn.Module) -> None:
+        super().__init__()
+        self.xvector = campplus.xvector[:-2]
+
+    def forward(self, head_frames: torch.Tensor) -> torch.Tensor:
+        return self.xvector(head_frames)
 
 
 class CampplusTrunk(nn.Module):
     """CAM++ up to its statistics pooling: frame features (batch, channels, frames) of
-    mean-normalised fbank (batch, mels, fbank frames)."""
+    mean-normalised fbank (batch, mels, fbank frames). Its head (FCM: 2-D convolutions, 21
+    fbank frames of receptive field) is apart from its body, so that live windows can share
+    the head (`live_front`)."""
 
     def __init__(self, campplus: nn.Module) -> None:
         super().__init__()
         self.head = campplus.head
-        self.xvector = campplus.xvector[:-2]
+        self.body = CampplusBody(campplus)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.xvector(self.head(features))
+        return self.body(self.head(features))
 
 
 class CampplusEncoder(nn.Module):

@@ -6,13 +6,14 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from streamdiar.core.campplus import NUM_MELS, TRUNK_FRAME_SAMPLES, CampplusEncoder
+from streamdiar.core.campplus import HEAD_CHANNELS, NUM_MELS, TRUNK_FRAME_SAMPLES, CampplusEncoder
+from streamdiar.core.live_front import LiveFront
 from streamdiar.core.onnx_runtime import OnnxModule
 from streamdiar.core.pyannote_backend import PyannoteBackend
 from streamdiar.core.pyannote_models import ModelSourceError, packaged_segmentation
@@ -41,10 +42,17 @@ def compiled_runtime(name: str, shared: bool) -> type[OnnxModule] | None:
 
 @dataclass(frozen=True)
 class CompiledModels:
-    """Both models of the backend, run by one compiled runtime."""
+    """The backend's models, run by one compiled runtime: CAM++'s trunk as its head and
+    body, so that live windows can share the head (`live_front`)."""
 
     segmentation: OnnxModule
-    trunk: OnnxModule
+    head: OnnxModule
+    body: OnnxModule
+
+    def trunk(self, features: torch.Tensor) -> torch.Tensor:
+        """CAM++'s frame features (batch, channels, frames / 2) of normalised fbank (batch,
+        mels, frames)."""
+        return self.body(self.head(features))
 
 
 class CampplusBackend(PyannoteBackend):
@@ -70,10 +78,11 @@ class CampplusBackend(PyannoteBackend):
     ) -> None:
         super().__init__(segmentation, embedding)
         self.runtime = runtime
-        # on CPU, the compiled models of each mode (shared: a file's consecutive windows), as
-        # they are first used; None where torch runs them
-        self._compiled: dict[bool, CompiledModels | None] = {}
+        # on CPU, the models compiled by each runtime the modes use, as they are first used
+        # (one copy where both modes use the same); None where torch runs them
+        self._compiled: dict[type[OnnxModule] | None, CompiledModels | None] = {}
         self._compiling = threading.Lock()
+        self.live_front = LiveFront(self.embedding.fbank, round(self.window_step * SAMPLE_RATE))
 
     @classmethod
     def packaged(cls) -> "CampplusBackend":
@@ -105,15 +114,27 @@ class CampplusBackend(PyannoteBackend):
             return self.embedding.forward_frames
         return functools.partial(self.embedding.forward_frames, trunk=compiled.trunk)
 
+    def live_frames(
+        self, waveforms: torch.Tensor, streams: Sequence[object | None] | None
+    ) -> torch.Tensor:
+        """Frame features (batch, channels, frames) of live windows (batch, 1, samples); on
+        CPU, the filterbank and head of each are shared with its stream's previous window
+        (`live_front`)."""
+        compiled = self.compiled_models(shared=False)
+        if compiled is None or streams is None:
+            return super().live_frames(waveforms, streams)
+        return compiled.body(self.live_front.head_frames(waveforms, streams, compiled.head))
+
     def compiled_models(self, shared: bool) -> CompiledModels | None:
         """The models as the CPU runtime runs them in this mode, compiled on first use; None
         where torch runs them (accelerators, `runtime` torch, or a runtime that cannot)."""
         if self.device.type != "cpu":
             return None
+        runtime = compiled_runtime(self.runtime, shared)
         with self._compiling:
-            if shared not in self._compiled:
-                self._compiled[shared] = self._compile(compiled_runtime(self.runtime, shared))
-            return self._compiled[shared]
+            if runtime not in self._compiled:
+                self._compiled[runtime] = self._compile(runtime)
+            return self._compiled[runtime]
 
     def _compile(self, runtime: type[OnnxModule] | None) -> CompiledModels | None:
         """Both models exported to ONNX and run by `runtime`, or None (torch), with a warning
@@ -129,9 +150,15 @@ class CampplusBackend(PyannoteBackend):
                 {0: "batch", 2: "samples"},
                 threads,
             )
-            trunk = runtime.export(
-                self.embedding.trunk,
+            head = runtime.export(
+                self.embedding.trunk.head,
                 torch.randn(1, NUM_MELS, 200, generator=seed),  # (batch, mels, frames)
+                {0: "batch", 2: "frames"},
+                threads,
+            )
+            body = runtime.export(
+                self.embedding.trunk.body,
+                torch.randn(1, HEAD_CHANNELS, 200, generator=seed),  # (batch, channels, frames)
                 {0: "batch", 2: "frames"},
                 threads,
             )
@@ -140,4 +167,4 @@ class CampplusBackend(PyannoteBackend):
                 f"{runtime.runtime_name} cannot run the models ({error}); using torch", stacklevel=2
             )
             return None
-        return CompiledModels(segmentation, trunk)
+        return CompiledModels(segmentation, head, body)

@@ -4,6 +4,8 @@ Resemblyzer for speaker vectors. Both run as torch modules on the chosen device,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from resemblyzer import VoiceEncoder
 from torch import nn
@@ -65,9 +67,13 @@ class EmbeddedBackend:
 
     @torch.inference_mode()
     def infer(
-        self, waveforms: torch.Tensor, step_samples: int | None = None
+        self,
+        waveforms: torch.Tensor,
+        step_samples: int | None = None,
+        streams: Sequence[object | None] | None = None,
     ) -> list[LocalSpeakers]:
-        # every window is its own: the GE2E vector is one pass over its speech, `step_samples` aside
+        # every window is its own: the GE2E vector is one pass over its speech, `step_samples`
+        # and `streams` aside
         waveforms = waveforms.to(self._device, torch.float32)  # (batch, samples)
         with self.clock.stage("segmentation", self._device):
             speech = self.vad(self._level(waveforms))  # (batch, frames)

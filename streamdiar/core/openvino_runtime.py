@@ -4,11 +4,12 @@ On a 2-core AMD EPYC, OpenVINO runs CAM++'s trunk about twice as fast as ONNX Ru
 segmentation-3.0 about as fast in batches, a little faster one window at a time, with the
 same outputs within float rounding (README "The default models"). In bfloat16, on CPUs that
 compute it natively, both run 1.5x faster again, but that is not rounding: the powerset
-class of 2.4 % of segmentation frames moves. It is there when asked for.
+class of 2.4 % of segmentation frames moves. It is there when asked for (`runtimes`).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import queue
 
@@ -20,6 +21,7 @@ from streamdiar.core.onnx_runtime import OnnxModule
 CONFIG = {"PERFORMANCE_HINT": "LATENCY"}
 
 
+@functools.cache
 def computes_bfloat16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere OpenVINO
     would emulate it, slower than float32."""

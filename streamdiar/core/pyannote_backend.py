@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 os.environ["PYANNOTE_METRICS_ENABLED"] = "0"  # before pyannote.audio is first imported
@@ -103,14 +103,17 @@ class PyannoteBackend:
 
     @torch.inference_mode()
     def infer(
-        self, waveforms: torch.Tensor, step_samples: int | None = None
+        self,
+        waveforms: torch.Tensor,
+        step_samples: int | None = None,
+        streams: Sequence[object | None] | None = None,
     ) -> list[LocalSpeakers]:
         waveforms = waveforms.to(self._device, torch.float32).unsqueeze(1)  # (batch, 1, samples)
         with self.clock.stage("segmentation", self._device):
             # (batch, frames, K)
             activity = self.activity(waveforms, shared=step_samples is not None)
         with self.clock.stage("embedding", self._device):
-            embeddings, active = self.speaker_embeddings(waveforms, activity, step_samples)
+            embeddings, active = self.speaker_embeddings(waveforms, activity, step_samples, streams)
         activity = activity.cpu().numpy()
         embeddings = embeddings.cpu().numpy()  # (batch, K, dim)
         active = active.cpu().numpy()  # (batch, K)
@@ -138,7 +141,11 @@ class PyannoteBackend:
         return self.embedding.forward_frames
 
     def speaker_embeddings(
-        self, waveforms: torch.Tensor, activity: torch.Tensor, step_samples: int | None = None
+        self,
+        waveforms: torch.Tensor,
+        activity: torch.Tensor,
+        step_samples: int | None = None,
+        streams: Sequence[object | None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One vector per local speaker (batch, K, dim), zero where inactive, and which local
         speakers are active (batch, K), from the trunk's frame features of the windows with
@@ -152,20 +159,25 @@ class PyannoteBackend:
         embeddings = torch.zeros(*active.shape, self.embedding.dimension, device=waveforms.device)
         if speech.any():  # n windows with speech
             weights = self.overlap_aware_weights(activity[speech], waveforms.shape[-1])
-            frames = self.window_frames(waveforms, speech, step_samples)
+            frames = self.window_frames(waveforms, speech, step_samples, streams)
             pooled = self.embedding.forward_embedding(frames, weights)  # (n, K, dim)
             # an inactive speaker's zero weights pool to NaN
             embeddings[speech] = torch.where(active[speech].unsqueeze(-1), pooled, 0.0)
         return embeddings, active
 
     def window_frames(
-        self, waveforms: torch.Tensor, speech: torch.Tensor, step_samples: int | None
+        self,
+        waveforms: torch.Tensor,
+        speech: torch.Tensor,
+        step_samples: int | None,
+        streams: Sequence[object | None] | None = None,
     ) -> torch.Tensor:
         """The encoder's frame features (n, ..., frames) of the n windows with speech
         (`speech`, a mask over the batch): one trunk pass per window, or, for consecutive
         windows `step_samples` apart, one per WINDOWS_PER_PASS of them (`shared_trunk`)."""
         if step_samples is None:
-            return self.frames_runner(shared=False)(waveforms[speech])
+            kept = speech.nonzero()[:, 0].tolist()
+            return self.live_frames(waveforms[speech], streams and [streams[i] for i in kept])
         frames = consecutive_window_frames(
             self.frames_runner(shared=True),
             waveforms,
@@ -174,6 +186,14 @@ class PyannoteBackend:
             self.embedding.num_frames(waveforms.shape[-1]),
         )
         return frames[speech]
+
+    def live_frames(
+        self, waveforms: torch.Tensor, streams: Sequence[object | None] | None
+    ) -> torch.Tensor:
+        """The encoder's frame features of independent windows (batch, 1, samples), each from
+        one trunk pass over it (`streams` aside: the campplus backend shares part of it with
+        the stream's previous window)."""
+        return self.frames_runner(shared=False)(waveforms)
 
     @property
     def trunk_frame_samples(self) -> int:

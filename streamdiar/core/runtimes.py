@@ -3,13 +3,15 @@
 Kept apart from `onnx_runtime` so that the command line can name the choices without importing
 ONNX Runtime or torch.
 
-- auto (the default): a file's batches of consecutive windows on OpenVINO, live windows,
-  one at a time, on ONNX Runtime, both in float32: in each mode the fastest runtime that kept
-  dev DER within half a point (README "The default models").
+- auto (the default): in each mode the fastest runtime that kept dev DER within half a point,
+  averaged over 15 starts of the stream (README "The default models"): a file's batches of
+  consecutive windows on OpenVINO, live windows, one at a time, on ONNX Runtime, both in
+  float32.
 - onnx: ONNX Runtime, both modes.
-- openvino: OpenVINO, both modes.
+- openvino: OpenVINO in float32, both modes.
 - openvino-bf16: OpenVINO in bfloat16 where the CPU computes it natively (else float32), both
-  modes: faster again, not rounding but other results.
+  modes: about twice as fast as ONNX Runtime, not rounding but other results (not the
+  default: README).
 - torch: torch eager.
 """
 

@@ -180,19 +180,23 @@ class StreamingDiarizer:
         work across them."""
         waveforms = torch.from_numpy(np.stack([w.samples for w in batch]))  # (batch, samples)
         step_samples = round(self.window_step * SAMPLE_RATE) if shared else None
+        # live windows say they are this stream's, for what the backend keeps of its last one
+        streams = None if shared else [self] * len(batch)
         started = time.perf_counter()
-        results = self._infer_or_fall_back(waveforms, step_samples)
+        results = self._infer_or_fall_back(waveforms, step_samples, streams)
         self.stats.inference_seconds += time.perf_counter() - started
         self.stats.batches += 1
         return results
 
-    def _infer_or_fall_back(self, waveforms: torch.Tensor, step_samples: int | None) -> list:
+    def _infer_or_fall_back(
+        self, waveforms: torch.Tensor, step_samples: int | None, streams: list[object] | None
+    ) -> list:
         """Runs (batch, samples) `waveforms`, retrying the same windows when an accelerator
         fails, so that the stream goes on from where it stood: out of memory, the batch is
         halved (and so are the batches that follow) down to one window, then CPU is used;
         any other error of the accelerator moves the models to CPU at once."""
         try:
-            return self.backend.infer(waveforms, step_samples)
+            return self.backend.infer(waveforms, step_samples, streams)
         except RuntimeError as error:  # torch.cuda.OutOfMemoryError is one too
             device = self.backend.device.type
             if device == "cpu":
@@ -204,12 +208,13 @@ class StreamingDiarizer:
                 if device == "cuda":
                     torch.cuda.empty_cache()  # what the failed batch held
                 self._fall_back(f"{device} ran out of memory; batches of {half} windows from now")
+                first, rest = streams and streams[:half], streams and streams[half:]
                 return self._infer_or_fall_back(
-                    waveforms[:half], step_samples
-                ) + self._infer_or_fall_back(waveforms[half:], step_samples)
+                    waveforms[:half], step_samples, first
+                ) + self._infer_or_fall_back(waveforms[half:], step_samples, rest)
             self._fall_back(f"{device} failed ({reason}); continuing on CPU")
             self.backend.to(torch.device("cpu"))
-            return self.backend.infer(waveforms, step_samples)
+            return self.backend.infer(waveforms, step_samples, streams)
 
     def _fall_back(self, message: str) -> None:
         warnings.warn(message, stacklevel=1)
