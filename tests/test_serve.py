@@ -81,6 +81,27 @@ END = json.dumps({"type": "end"})
 # Other processes may use this much CPU while the four-stream test runs and its lag still be
 # asserted: four real-time streams of the default backend take about 1.1 of 2 cores.
 OTHERS_MAX_CORES = 0.5
+# The lag is asserted only on a CPU that computes four windows together in at most this part
+# of a step: a 2-core AMD EPYC without bfloat16 units took 1.34 of it, and four streams fell
+# 8 s behind there.
+FOUR_WINDOWS_MAX_STEPS = 0.7
+
+
+def four_windows_seconds(diarizer: Any, path: Path) -> float:
+    """The least of three times the models take for four live windows of `path` at once
+    (the models' capacity on this machine, measured in the same run)."""
+    import torch
+
+    audio, _ = sf.read(path, dtype="float32")
+    samples = round(diarizer.models.window_duration * SAMPLE_RATE)
+    step = round(diarizer.models.window_step * SAMPLE_RATE)
+    windows = torch.from_numpy(np.stack([audio[i * step : i * step + samples] for i in range(4)]))
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        diarizer.models.infer(windows)
+        times.append(time.perf_counter() - started)
+    return min(times)
 
 
 def test_four_streams_at_real_time_give_the_turns_of_diarize_and_keep_up_on_a_free_cpu(
@@ -88,10 +109,10 @@ def test_four_streams_at_real_time_give_the_turns_of_diarize_and_keep_up_on_a_fr
 ):
     """Four clients stream the dev recordings at real-time pace at once. Each stream's turns
     are those of `Diarizer(batch_size=1).diarize(file)` (live results) within one frame step,
-    and (where other processes leave the CPU to this test) the server keeps up: nothing
-    dropped, the lag within the latency and 3 s. The backlog is long enough that nothing is
-    dropped on a busy machine either, so that the turns are compared there too; there the lag
-    is reported, not asserted."""
+    and (where other processes leave the CPU to this test, and the CPU computes four windows
+    in well under a step) the server keeps up: nothing dropped, the lag within the latency and
+    3 s. The backlog is long enough that nothing is dropped on a busy or slow machine either,
+    so that the turns are compared there too; there the lag is reported, not asserted."""
     dev = shared_data / "dev"
     files = [dev / "sample.wav", dev / "dev00.wav", dev / "dev01.wav", dev / "sample.wav"]
     expected = {path: live_diarizer.diarize(path) for path in set(files)}
@@ -122,10 +143,14 @@ def test_four_streams_at_real_time_give_the_turns_of_diarize_and_keep_up_on_a_fr
         assert summary["received"] == pytest.approx(sf.info(path).duration, abs=1e-3)
         assert summary["dropped"] == 0.0 and summary["turns"] == len(result.turns)
         assert _close_enough(result.turns, expected[path], frame), (result.turns, expected[path])
-    print(f"4 streams in {wall:.1f} s; other processes used {others:.2f} cores")
+    steps = four_windows_seconds(live_diarizer, dev / "dev00.wav") / live_diarizer.models.window_step
+    print(
+        f"4 streams in {wall:.1f} s; other processes used {others:.2f} cores; four windows at "
+        f"once take {steps:.2f} of a step"
+    )
     assert server.active == 0
     assert sum("started" in line for line in lines) == 4
-    if others <= OTHERS_MAX_CORES:
+    if others <= OTHERS_MAX_CORES and steps <= FOUR_WINDOWS_MAX_STEPS:
         assert all(result.kept_up(window, latency) for result in results)
 
 
