@@ -143,7 +143,8 @@ def test_four_streams_at_real_time_give_the_turns_of_diarize_and_keep_up_on_a_fr
         assert summary["received"] == pytest.approx(sf.info(path).duration, abs=1e-3)
         assert summary["dropped"] == 0.0 and summary["turns"] == len(result.turns)
         assert _close_enough(result.turns, expected[path], frame), (result.turns, expected[path])
-    steps = four_windows_seconds(live_diarizer, dev / "dev00.wav") / live_diarizer.models.window_step
+    step = live_diarizer.models.window_step
+    steps = four_windows_seconds(live_diarizer, dev / "dev00.wav") / step
     print(
         f"4 streams in {wall:.1f} s; other processes used {others:.2f} cores; four windows at "
         f"once take {steps:.2f} of a step"

@@ -44,8 +44,9 @@ class Backend(Protocol):
         trunk), so that a window's result depends on the batch it is in. Without it, each
         window gives the same result in any batch, unless `streams` names the live stream of
         each window (an object that lives as long as the stream, or None for a window of no
-        stream; windows of one stream in order): a backend may then reuse what it computed for that stream's previous window
-        (the campplus backend's CAM++ head, `live_front`), so that a window's result depends on
-        its stream's earlier windows, never on other streams.
+        stream; windows of one stream in order): a backend may then reuse what it computed
+        for that stream's previous window (the campplus backend's CAM++ head, `live_front`),
+        so that a window's result depends on its stream's earlier windows, never on other
+        streams.
         """
         ...
