@@ -29,7 +29,7 @@ def test_bench_writes_markdown_and_json_rows(run_cli, tmp_path) -> None:
         for row in report["rows"]
     ] == [
         ("auto", "OpenVINO", "file", 16),
-        ("auto", "ONNX Runtime", "streaming", 1),
+        ("auto", "ONNX Runtime, CAM++'s body OpenVINO", "streaming", 1),
         ("onnx", "ONNX Runtime", "file", 16),
         ("onnx", "ONNX Runtime", "streaming", 1),
         ("torch", "torch", "file", 16),

@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from streamdiar.core.campplus_backend import CampplusBackend, compiled_runtime
+from streamdiar.core.campplus_backend import CampplusBackend, ModelRuntimes, compiled_runtimes
 from streamdiar.core.onnx_runtime import SPINNING, OnnxModule, cache_dir, weights_digest
 from streamdiar.core.openvino_runtime import (
     OpenVinoBfloat16Module,
@@ -160,19 +160,24 @@ def test_default_backend_on_a_runtime_equals_torch(backends, shared_data, name, 
         np.testing.assert_allclose(mine.embeddings, expected.embeddings, atol=1e-4)
 
 
+ONNX = ModelRuntimes(OnnxModule, OnnxModule, OnnxModule)
+OPENVINO = ModelRuntimes(OpenVinoModule, OpenVinoModule, OpenVinoModule)
+BF16 = ModelRuntimes(*[OpenVinoBfloat16Module if BFLOAT16 else OpenVinoModule] * 3)
+
+
 @pytest.mark.parametrize(
     "name, live, files",
     [
-        ("auto", OnnxModule, OpenVinoModule),
-        ("onnx", OnnxModule, OnnxModule),
-        ("openvino", OpenVinoModule, OpenVinoModule),
-        ("openvino-bf16", *[OpenVinoBfloat16Module if BFLOAT16 else OpenVinoModule] * 2),
+        ("auto", ModelRuntimes(OnnxModule, OnnxModule, OpenVinoModule), OPENVINO),
+        ("onnx", ONNX, ONNX),
+        ("openvino", OPENVINO, OPENVINO),
+        ("openvino-bf16", BF16, BF16),
         ("torch", None, None),
     ],
 )
 def test_each_mode_runs_on_its_runtime(name, live, files):
-    assert compiled_runtime(name, shared=False) is live
-    assert compiled_runtime(name, shared=True) is files
+    assert compiled_runtimes(name, shared=False) == live
+    assert compiled_runtimes(name, shared=True) == files
 
 
 def test_auto_compiles_a_files_models_at_its_first_batch():
@@ -181,12 +186,12 @@ def test_auto_compiles_a_files_models_at_its_first_batch():
     backend = CampplusBackend.packaged()
     backend.runtime = "auto"
     backend.to(CPU)
-    live, files = compiled_runtime("auto", shared=False), compiled_runtime("auto", shared=True)
-    assert set(backend._compiled) == {live}
-    assert (live, files) == (OnnxModule, OpenVinoModule)
-    assert type(backend.segmentation_runner(False)) is live
+    live, files = compiled_runtimes("auto", shared=False), compiled_runtimes("auto", shared=True)
+    assert set(backend._compiled) == {(live, False)}
+    assert type(backend.segmentation_runner(False)) is OnnxModule
+    assert backend.compiled_models(shared=False).runtime_name == "ONNX Runtime, CAM++'s body OpenVINO"
     file_runner = backend.segmentation_runner(True)
-    assert type(file_runner) is files
+    assert type(file_runner) is OpenVinoModule
     assert backend.segmentation_runner(True) is file_runner
 
 

@@ -7,6 +7,7 @@ import functools
 import threading
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -21,14 +22,23 @@ from streamdiar.core.runtimes import requested_runtime
 from streamdiar.core.types import SAMPLE_RATE
 
 
-def compiled_runtime(name: str, shared: bool) -> type[OnnxModule] | None:
+@dataclass(frozen=True)
+class ModelRuntimes:
+    """What runs each model in one mode on CPU: the segmentation, CAM++'s head and its body."""
+
+    segmentation: type[OnnxModule]
+    head: type[OnnxModule]
+    body: type[OnnxModule]
+
+
+def compiled_runtimes(name: str, shared: bool) -> ModelRuntimes | None:
     """What runs the exported models on CPU for runtime `name` ($STREAMDIAR_RUNTIME, see
     `runtimes`), for a file's consecutive windows (`shared`) or live windows; None for torch.
     OpenVINO is imported only when asked for."""
     if name == "torch":
         return None
-    if name == "onnx" or (name == "auto" and not shared):
-        return OnnxModule
+    if name == "onnx":
+        return ModelRuntimes(OnnxModule, OnnxModule, OnnxModule)
     from streamdiar.core.openvino_runtime import (
         OpenVinoBfloat16Module,
         OpenVinoModule,
@@ -36,8 +46,10 @@ def compiled_runtime(name: str, shared: bool) -> type[OnnxModule] | None:
     )
 
     if name == "openvino-bf16" and computes_bfloat16():
-        return OpenVinoBfloat16Module
-    return OpenVinoModule
+        return ModelRuntimes(OpenVinoBfloat16Module, OpenVinoBfloat16Module, OpenVinoBfloat16Module)
+    if name == "auto" and not shared:
+        return ModelRuntimes(OnnxModule, OnnxModule, OpenVinoModule)
+    return ModelRuntimes(OpenVinoModule, OpenVinoModule, OpenVinoModule)
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,12 @@ class CompiledModels:
     head: OnnxModule
     body: OnnxModule
 
+    @property
+    def runtime_name(self) -> str:
+        """What runs them, in words."""
+        models, body = self.segmentation.runtime_name, self.body.runtime_name
+        return models if models == body else f"{models}, CAM++'s body {body}"
+
     def trunk(self, features: torch.Tensor) -> torch.Tensor:
         """CAM++'s frame features (batch, channels, frames / 2) of normalised fbank (batch,
         mels, frames)."""
@@ -59,7 +77,10 @@ class CampplusBackend(PyannoteBackend):
     """segmentation-3.0 + CAM++: the pyannote backend's windows, overlap-aware pooling weights
     and one trunk pass per window, with CAM++ in place of WeSpeaker (5x cheaper on CPU). On
     CPU both models run compiled, by the runtime `runtimes` picks for the mode (a file's
-    consecutive windows, or live windows), unless `runtime` is "torch"."""
+    consecutive windows, or live windows), unless `runtime` is "torch".
+
+    On CPU, CAM++ runs beside the segmentation on live windows of streams (`local_speakers`).
+    """
 
     name = "campplus"
     # CAM++ tells voices apart better from more speech: on the dev set, 8 s windows gave
@@ -78,11 +99,15 @@ class CampplusBackend(PyannoteBackend):
     ) -> None:
         super().__init__(segmentation, embedding)
         self.runtime = runtime
-        # on CPU, the models compiled by each runtime the modes use, as they are first used
-        # (one copy where both modes use the same); None where torch runs them
-        self._compiled: dict[type[OnnxModule] | None, CompiledModels | None] = {}
+        # on CPU, the models compiled for each mode (shared: a file's consecutive windows) by
+        # the runtime it uses, as they are first used; None where torch runs them
+        self._compiled: dict[tuple[type[OnnxModule] | None, bool], CompiledModels | None] = {}
         self._compiling = threading.Lock()
         self.live_front = LiveFront(self.embedding.fbank, round(self.window_step * SAMPLE_RATE))
+        self._beside = ThreadPoolExecutor(1, thread_name_prefix="campplus")  # CAM++ on live windows
+        # whether the last live batch had speech: the next one's body then starts with its
+        # front, before the segmentation says whether it is needed
+        self._speaking = False
 
     @classmethod
     def packaged(cls) -> "CampplusBackend":
@@ -125,37 +150,88 @@ class CampplusBackend(PyannoteBackend):
             return super().live_frames(waveforms, streams)
         return compiled.body(self.live_front.head_frames(waveforms, streams, compiled.head))
 
+    def local_speakers(
+        self,
+        waveforms: torch.Tensor,
+        step_samples: int | None,
+        streams: Sequence[object | None] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As the pyannote backend's, except for live windows of streams on CPU: CAM++ runs
+        beside the segmentation instead of after it, on a thread of its own. Its body gains
+        little from a second thread at one window (a step of 2 cores: 170 ms -> about 110).
+
+        The front (`live_front`) runs for every window, so that a stream's next window
+        continues it whatever the segmentation finds, and the body for the windows with speech,
+        or, while the last batch had speech, for all of them, before knowing which have."""
+        compiled = self.compiled_models(shared=False)
+        if step_samples is not None or streams is None or compiled is None:
+            return super().local_speakers(waveforms, step_samples, streams)
+        ahead = self._speaking
+        trunk = self._beside.submit(self._live_trunk, compiled, waveforms, streams, ahead)
+        with self.clock.stage("segmentation", self.device):
+            activity = self.activity(waveforms)  # (batch, frames, K)
+        frames = trunk.result()  # (batch, channels, frames): the body's, or the head's
+        with self.clock.stage("embedding", self.device):
+            active = activity.amax(dim=1) > 0  # (batch, K)
+            speech = active.any(dim=1)  # (batch,)
+            self._speaking = bool(speech.any())
+            if not self._speaking:
+                frames = None
+            elif ahead:
+                frames = frames[speech]
+            else:
+                frames = compiled.body(frames[speech])
+            embeddings = self.pooled_embeddings(frames, activity, waveforms.shape[-1])
+        return activity, embeddings, active
+
+    def _live_trunk(
+        self,
+        compiled: CompiledModels,
+        waveforms: torch.Tensor,
+        streams: Sequence[object | None],
+        with_body: bool,
+    ) -> torch.Tensor:
+        """CAM++'s head frames (batch, channels, frames) of live windows (batch, 1, samples),
+        or its body's `with_body`."""
+        with self.clock.stage("embedding", self.device):
+            frames = self.live_front.head_frames(waveforms, streams, compiled.head)
+            return compiled.body(frames) if with_body else frames
+
     def compiled_models(self, shared: bool) -> CompiledModels | None:
         """The models as the CPU runtime runs them in this mode, compiled on first use; None
         where torch runs them (accelerators, `runtime` torch, or a runtime that cannot)."""
         if self.device.type != "cpu":
             return None
-        runtime = compiled_runtime(self.runtime, shared)
+        key = (compiled_runtimes(self.runtime, shared), shared)
         with self._compiling:
-            if runtime not in self._compiled:
-                self._compiled[runtime] = self._compile(runtime)
-            return self._compiled[runtime]
+            if key not in self._compiled:
+                self._compiled[key] = self._compile(*key)
+            return self._compiled[key]
 
-    def _compile(self, runtime: type[OnnxModule] | None) -> CompiledModels | None:
-        """Both models exported to ONNX and run by `runtime`, or None (torch), with a warning
-        where they cannot be."""
-        if runtime is None:
+    def _compile(self, runtimes: ModelRuntimes | None, shared: bool) -> CompiledModels | None:
+        """Both models exported to ONNX and run by `runtimes` for a mode, or None (torch), with
+        a warning where they cannot be. Live, the segmentation has half the threads, as CAM++
+        runs beside it (`local_speakers`)."""
+        if runtimes is None:
             return None
         threads = torch.get_num_threads()
         seed = torch.Generator().manual_seed(0)
+        runtime = runtimes.segmentation
         try:
             segmentation = runtime.export(
                 self.segmentation,
                 0.1 * torch.randn(1, 1, 2 * SAMPLE_RATE, generator=seed),  # (batch, 1, samples)
                 {0: "batch", 2: "samples"},
-                threads,
+                threads if shared else max(1, threads // 2),
             )
+            runtime = runtimes.head
             head = runtime.export(
                 self.embedding.trunk.head,
                 torch.randn(1, NUM_MELS, 200, generator=seed),  # (batch, mels, frames)
                 {0: "batch", 2: "frames"},
                 threads,
             )
+            runtime = runtimes.body
             body = runtime.export(
                 self.embedding.trunk.body,
                 torch.randn(1, HEAD_CHANNELS, 200, generator=seed),  # (batch, channels, frames)

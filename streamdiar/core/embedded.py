@@ -75,10 +75,11 @@ class EmbeddedBackend:
         # every window is its own: the GE2E vector is one pass over its speech, `step_samples`
         # and `streams` aside
         waveforms = waveforms.to(self._device, torch.float32)  # (batch, samples)
-        with self.clock.stage("segmentation", self._device):
-            speech = self.vad(self._level(waveforms))  # (batch, frames)
-        with self.clock.stage("embedding", self._device):
-            embeddings, active = self._embed(waveforms, speech > self.embed_threshold)
+        with self.clock.stage("model", self._device):
+            with self.clock.stage("segmentation", self._device):
+                speech = self.vad(self._level(waveforms))  # (batch, frames)
+            with self.clock.stage("embedding", self._device):
+                embeddings, active = self._embed(waveforms, speech > self.embed_threshold)
         activity = speech.unsqueeze(-1).cpu().numpy()  # (batch, frames, 1)
         embeddings = embeddings.cpu().numpy()  # (batch, 1, dim)
         active = active.cpu().numpy()  # (batch, 1)

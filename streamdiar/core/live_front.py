@@ -13,8 +13,9 @@ window.
 Each stream's latest window is kept apart, so that streams merged into one batch never share
 frames, and a window's result depends only on its own stream's earlier windows (its head
 frames were normalised by their means), never on how streams interleave. A window that does
-not continue its stream's latest one sample for sample (a stream's first, or one after a
-window without speech, which was not computed) is computed whole.
+not continue its stream's latest one sample for sample (a stream's first, or one after a gap
+in it) is computed whole. The campplus backend computes the front of every live window, with
+speech or not, so that the next one continues it.
 """
 
 from __future__ import annotations

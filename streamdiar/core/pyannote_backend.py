@@ -109,11 +109,8 @@ class PyannoteBackend:
         streams: Sequence[object | None] | None = None,
     ) -> list[LocalSpeakers]:
         waveforms = waveforms.to(self._device, torch.float32).unsqueeze(1)  # (batch, 1, samples)
-        with self.clock.stage("segmentation", self._device):
-            # (batch, frames, K)
-            activity = self.activity(waveforms, shared=step_samples is not None)
-        with self.clock.stage("embedding", self._device):
-            embeddings, active = self.speaker_embeddings(waveforms, activity, step_samples, streams)
+        with self.clock.stage("model", self._device):
+            activity, embeddings, active = self.local_speakers(waveforms, step_samples, streams)
         activity = activity.cpu().numpy()
         embeddings = embeddings.cpu().numpy()  # (batch, K, dim)
         active = active.cpu().numpy()  # (batch, K)
@@ -121,6 +118,21 @@ class PyannoteBackend:
             LocalSpeakers(activity[i], embeddings[i], active[i], self.frame_step)
             for i in range(len(activity))
         ]
+
+    def local_speakers(
+        self,
+        waveforms: torch.Tensor,
+        step_samples: int | None,
+        streams: Sequence[object | None] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Activity (batch, frames, K), vectors (batch, K, dim) and which local speakers are
+        active (batch, K) of waveforms (batch, 1, samples), as `infer`: the segmentation, then
+        the encoder on the windows with speech."""
+        with self.clock.stage("segmentation", self._device):
+            activity = self.activity(waveforms, shared=step_samples is not None)
+        with self.clock.stage("embedding", self._device):
+            embeddings, active = self.speaker_embeddings(waveforms, activity, step_samples, streams)
+        return activity, embeddings, active
 
     def activity(self, waveforms: torch.Tensor, shared: bool = False) -> torch.Tensor:
         """Per-speaker 0/1 activity (batch, frames, K) of waveforms (batch, 1, samples);
@@ -156,14 +168,24 @@ class PyannoteBackend:
         """
         active = activity.amax(dim=1) > 0  # (batch, K)
         speech = active.any(dim=1)  # (batch,)
-        embeddings = torch.zeros(*active.shape, self.embedding.dimension, device=waveforms.device)
-        if speech.any():  # n windows with speech
-            weights = self.overlap_aware_weights(activity[speech], waveforms.shape[-1])
-            frames = self.window_frames(waveforms, speech, step_samples, streams)
+        frames = self.window_frames(waveforms, speech, step_samples, streams) if speech.any() else None
+        return self.pooled_embeddings(frames, activity, waveforms.shape[-1]), active
+
+    def pooled_embeddings(
+        self, frames: torch.Tensor | None, activity: torch.Tensor, num_samples: int
+    ) -> torch.Tensor:
+        """One vector per local speaker (batch, K, dim), zero where inactive, from 0/1 activity
+        (batch, frames, K) and the encoder's frame features (n, ..., frames) of the n windows
+        with speech (None where there are none)."""
+        active = activity.amax(dim=1) > 0  # (batch, K)
+        speech = active.any(dim=1)  # (batch,)
+        embeddings = torch.zeros(*active.shape, self.embedding.dimension, device=activity.device)
+        if frames is not None:
+            weights = self.overlap_aware_weights(activity[speech], num_samples)
             pooled = self.embedding.forward_embedding(frames, weights)  # (n, K, dim)
             # an inactive speaker's zero weights pool to NaN
             embeddings[speech] = torch.where(active[speech].unsqueeze(-1), pooled, 0.0)
-        return embeddings, active
+        return embeddings
 
     def window_frames(
         self,

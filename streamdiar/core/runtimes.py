@@ -3,10 +3,10 @@
 Kept apart from `onnx_runtime` so that the command line can name the choices without importing
 ONNX Runtime or torch.
 
-- auto (the default): in each mode the fastest runtime that kept dev DER within half a point,
+- auto (the default): in each mode the fastest runtimes that kept dev DER within half a point,
   averaged over 15 starts of the stream (README "The default models"): a file's batches of
-  consecutive windows on OpenVINO, live windows, one at a time, on ONNX Runtime, both in
-  float32.
+  consecutive windows on OpenVINO; live windows, one at a time, on ONNX Runtime but for
+  CAM++'s body, on OpenVINO; all in float32.
 - onnx: ONNX Runtime, both modes.
 - openvino: OpenVINO in float32, both modes.
 - openvino-bf16: OpenVINO in bfloat16 where the CPU computes it natively (else float32), both

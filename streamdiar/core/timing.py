@@ -6,6 +6,7 @@ finished what the stage queued, or the time of one stage would be billed to the 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterator
@@ -27,9 +28,11 @@ KEPT_CALLS = 7200
 
 
 class StageClock:
-    """Seconds spent in each named stage, summed over calls, and the last calls' own."""
+    """Seconds spent in each named stage, summed over calls, and the last calls' own. Stages
+    may be timed from several threads at once."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self.seconds: defaultdict[str, float] = defaultdict(float)
         self.calls: defaultdict[str, deque[float]] = defaultdict(lambda: deque(maxlen=KEPT_CALLS))
 
@@ -42,5 +45,6 @@ class StageClock:
         finally:
             synchronize(device)
             elapsed = time.perf_counter() - started
-            self.seconds[name] += elapsed
-            self.calls[name].append(elapsed)
+            with self._lock:
+                self.seconds[name] += elapsed
+                self.calls[name].append(elapsed)
