@@ -101,7 +101,7 @@ class CampplusBackend(PyannoteBackend):
         self.runtime = runtime
         # on CPU, the models compiled for each mode (shared: a file's consecutive windows) by
         # the runtime it uses, as they are first used; None where torch runs them
-        self._compiled: dict[tuple[type[OnnxModule] | None, bool], CompiledModels | None] = {}
+        self._compiled: dict[tuple[ModelRuntimes | None, bool], CompiledModels | None] = {}
         self._compiling = threading.Lock()
         self.live_front = LiveFront(self.embedding.fbank, round(self.window_step * SAMPLE_RATE))
         self._beside = ThreadPoolExecutor(1, thread_name_prefix="campplus")  # CAM++ on live windows
