@@ -49,7 +49,9 @@ def test_vectors_equal_cam_after_the_segmentation(backend, speech_pause_speech):
         waveforms = window[:, None]  # (1, 1, samples)
         with torch.inference_mode():
             activity = backend.activity(waveforms)  # (1, frames, K)
-            frames = backend.live_frames(waveforms, [after])  # (1, channels, frames)
+            compiled = backend.compiled_models(shared=False)
+            head = backend.live_front.head_frames(waveforms, [after], compiled.head)
+            frames = compiled.body(head)  # (1, channels, frames)
             speech = (activity.amax(dim=1) > 0).any(dim=1)  # (1,)
             expected = backend.pooled_embeddings(
                 frames[speech] if speech.any() else None, activity, WINDOW

@@ -139,17 +139,6 @@ class CampplusBackend(PyannoteBackend):
             return self.embedding.forward_frames
         return functools.partial(self.embedding.forward_frames, trunk=compiled.trunk)
 
-    def live_frames(
-        self, waveforms: torch.Tensor, streams: Sequence[object | None] | None
-    ) -> torch.Tensor:
-        """Frame features (batch, channels, frames) of live windows (batch, 1, samples); on
-        CPU, the filterbank and head of each are shared with its stream's previous window
-        (`live_front`)."""
-        compiled = self.compiled_models(shared=False)
-        if compiled is None or streams is None:
-            return super().live_frames(waveforms, streams)
-        return compiled.body(self.live_front.head_frames(waveforms, streams, compiled.head))
-
     def local_speakers(
         self,
         waveforms: torch.Tensor,
@@ -216,31 +205,37 @@ class CampplusBackend(PyannoteBackend):
             return None
         threads = torch.get_num_threads()
         seed = torch.Generator().manual_seed(0)
-        runtime = runtimes.segmentation
-        try:
-            segmentation = runtime.export(
+        exports = (  # runtime, module, example input, its axes that vary, threads
+            (
+                runtimes.segmentation,
                 self.segmentation,
                 0.1 * torch.randn(1, 1, 2 * SAMPLE_RATE, generator=seed),  # (batch, 1, samples)
                 {0: "batch", 2: "samples"},
                 threads if shared else max(1, threads // 2),
-            )
-            runtime = runtimes.head
-            head = runtime.export(
+            ),
+            (
+                runtimes.head,
                 self.embedding.trunk.head,
                 torch.randn(1, NUM_MELS, 200, generator=seed),  # (batch, mels, frames)
                 {0: "batch", 2: "frames"},
                 threads,
-            )
-            runtime = runtimes.body
-            body = runtime.export(
+            ),
+            (
+                runtimes.body,
                 self.embedding.trunk.body,
                 torch.randn(1, HEAD_CHANNELS, 200, generator=seed),  # (batch, channels, frames)
                 {0: "batch", 2: "frames"},
                 threads,
-            )
-        except RuntimeError as error:
-            warnings.warn(
-                f"{runtime.runtime_name} cannot run the models ({error}); using torch", stacklevel=2
-            )
-            return None
-        return CompiledModels(segmentation, head, body)
+            ),
+        )
+        models = []
+        for runtime, module, example, dynamic_axes, module_threads in exports:
+            try:
+                models.append(runtime.export(module, example, dynamic_axes, module_threads))
+            except RuntimeError as error:
+                warnings.warn(
+                    f"{runtime.runtime_name} cannot run the models ({error}); using torch",
+                    stacklevel=2,
+                )
+                return None
+        return CompiledModels(*models)

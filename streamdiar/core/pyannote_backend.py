@@ -127,11 +127,11 @@ class PyannoteBackend:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Activity (batch, frames, K), vectors (batch, K, dim) and which local speakers are
         active (batch, K) of waveforms (batch, 1, samples), as `infer`: the segmentation, then
-        the encoder on the windows with speech."""
+        the encoder on the windows with speech, `streams` aside."""
         with self.clock.stage("segmentation", self._device):
             activity = self.activity(waveforms, shared=step_samples is not None)
         with self.clock.stage("embedding", self._device):
-            embeddings, active = self.speaker_embeddings(waveforms, activity, step_samples, streams)
+            embeddings, active = self.speaker_embeddings(waveforms, activity, step_samples)
         return activity, embeddings, active
 
     def activity(self, waveforms: torch.Tensor, shared: bool = False) -> torch.Tensor:
@@ -157,7 +157,6 @@ class PyannoteBackend:
         waveforms: torch.Tensor,
         activity: torch.Tensor,
         step_samples: int | None = None,
-        streams: Sequence[object | None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One vector per local speaker (batch, K, dim), zero where inactive, and which local
         speakers are active (batch, K), from the trunk's frame features of the windows with
@@ -168,7 +167,7 @@ class PyannoteBackend:
         """
         active = activity.amax(dim=1) > 0  # (batch, K)
         speech = active.any(dim=1)  # (batch,)
-        frames = self.window_frames(waveforms, speech, step_samples, streams) if speech.any() else None
+        frames = self.window_frames(waveforms, speech, step_samples) if speech.any() else None
         return self.pooled_embeddings(frames, activity, waveforms.shape[-1]), active
 
     def pooled_embeddings(
@@ -188,18 +187,13 @@ class PyannoteBackend:
         return embeddings
 
     def window_frames(
-        self,
-        waveforms: torch.Tensor,
-        speech: torch.Tensor,
-        step_samples: int | None,
-        streams: Sequence[object | None] | None = None,
+        self, waveforms: torch.Tensor, speech: torch.Tensor, step_samples: int | None
     ) -> torch.Tensor:
         """The encoder's frame features (n, ..., frames) of the n windows with speech
         (`speech`, a mask over the batch): one trunk pass per window, or, for consecutive
         windows `step_samples` apart, one per WINDOWS_PER_PASS of them (`shared_trunk`)."""
         if step_samples is None:
-            kept = speech.nonzero()[:, 0].tolist()
-            return self.live_frames(waveforms[speech], streams and [streams[i] for i in kept])
+            return self.frames_runner(shared=False)(waveforms[speech])
         frames = consecutive_window_frames(
             self.frames_runner(shared=True),
             waveforms,
@@ -208,14 +202,6 @@ class PyannoteBackend:
             self.embedding.num_frames(waveforms.shape[-1]),
         )
         return frames[speech]
-
-    def live_frames(
-        self, waveforms: torch.Tensor, streams: Sequence[object | None] | None
-    ) -> torch.Tensor:
-        """The encoder's frame features of independent windows (batch, 1, samples), each from
-        one trunk pass over it (`streams` aside: the campplus backend shares part of it with
-        the stream's previous window)."""
-        return self.frames_runner(shared=False)(waveforms)
 
     @property
     def trunk_frame_samples(self) -> int:
