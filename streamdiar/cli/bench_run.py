@@ -155,10 +155,13 @@ def _der(reference: Path | None, hypothesis: Annotation) -> float | None:
 
 def _models_ran_on(backend: object, mode: str) -> str:
     """What ran the models in `mode`: the runtime `auto` picked for it, or torch where the
-    backend has no choice or a runtime could not run them."""
+    backend has no choice or a runtime could not run them (with CAM++ in float16 where it
+    ran so)."""
     compiled_models = getattr(backend, "compiled_models", None)
     compiled = compiled_models(shared=mode == "file") if compiled_models else None
-    return "torch" if compiled is None else compiled.runtime_name
+    if compiled is not None:
+        return compiled.runtime_name
+    return "torch, CAM++ float16" if getattr(backend, "float16_trunk", False) else "torch"
 
 
 def measure(args: argparse.Namespace) -> dict:

