@@ -3,6 +3,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -14,6 +15,9 @@ import streamdiar
 from streamdiar import Diarizer
 from streamdiar.core.embedded import EmbeddedBackend
 from streamdiar.core.types import LocalSpeakers
+
+if TYPE_CHECKING:
+    from streamdiar.core.campplus_backend import CampplusBackend
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PROJECT_ROOT = Path(streamdiar.__file__).resolve().parents[1]
@@ -38,6 +42,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED_DATA
+
+
+def campplus_on_cpu(runtime: str) -> "CampplusBackend":
+    """The default backend on the CPU with `runtime` running its models there."""
+    from streamdiar.core.campplus_backend import CampplusBackend
+
+    backend = CampplusBackend.packaged()
+    backend.runtime = runtime
+    return backend.to(torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def campplus_backend() -> Callable[[str], "CampplusBackend"]:
+    """Builds the default backend on the CPU for a runtime (`campplus_on_cpu`); each call
+    loads its own, which a test module may change."""
+    return campplus_on_cpu
 
 
 @pytest.fixture(scope="session")

@@ -251,3 +251,22 @@ def test_debug_shows_the_traceback_others_do_not(bad_runs):
     result = bad_runs["debug"]
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "cannot decode " in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "choices"),
+    [
+        ("STREAMDIAR_RUNTIME", "tensorrt", "auto, onnx, openvino, openvino-bf16, torch"),
+        ("STREAMDIAR_PRECISION", "float8", "auto, float32, float16"),
+    ],
+)
+def test_unknown_runtime_or_precision_is_one_line_and_exit_2(
+    run_cli, tmp_path, variable, value, choices
+):
+    audio = tmp_path / "silence.wav"
+    sf.write(audio, np.zeros(RATE, np.float32), RATE)
+    result = run_cli("diarize", audio, extra_env={variable: value})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"streamdiar: error: {variable} must be one of {choices}, got {value!r}"
+    )

@@ -100,10 +100,8 @@ def test_a_stream_s_frames_do_not_depend_on_other_streams(dev00):
 
 
 @pytest.fixture(scope="module")
-def backend() -> CampplusBackend:
-    backend = CampplusBackend.packaged()
-    backend.runtime = "onnx"
-    return backend.to(torch.device("cpu"))
+def backend(campplus_backend) -> CampplusBackend:
+    return campplus_backend("onnx")
 
 
 def test_shared_head_vectors_stay_close_to_one_pass_per_window(backend, dev00, speaker_cosines):

@@ -19,10 +19,8 @@ class Stream:
 
 
 @pytest.fixture(scope="module")
-def backend() -> CampplusBackend:
-    backend = CampplusBackend.packaged()
-    backend.runtime = "onnx"
-    return backend.to(torch.device("cpu"))
+def backend(campplus_backend) -> CampplusBackend:
+    return campplus_backend("onnx")
 
 
 @pytest.fixture(scope="module")
