@@ -26,7 +26,7 @@ RUNTIMES = ("auto", "onnx", "openvino", "openvino-bf16", "torch")  # the first i
 # - float16: float16 wherever torch runs it (autocast: its normalisations stay float32);
 # - float32.
 # segmentation-3.0 stays in float32: in float16 the powerset class of 1.5 % of its frames
-# changed (README "Speed").
+# changed (README "The default models").
 PRECISIONS = ("auto", "float32", "float16")
 
 
