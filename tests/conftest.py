@@ -44,20 +44,18 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def campplus_on_cpu(runtime: str) -> "CampplusBackend":
-    """The default backend on the CPU with `runtime` running its models there."""
-    from streamdiar.core.campplus_backend import CampplusBackend
-
-    backend = CampplusBackend.packaged()
-    backend.runtime = runtime
-    return backend.to(torch.device("cpu"))
-
-
 @pytest.fixture(scope="session")
 def campplus_backend() -> Callable[[str], "CampplusBackend"]:
-    """Builds the default backend on the CPU for a runtime (`campplus_on_cpu`); each call
-    loads its own, which a test module may change."""
-    return campplus_on_cpu
+    """Builds the default backend on the CPU with a runtime running its models there; each
+    call loads its own, which a test module may change."""
+    from streamdiar.core.campplus_backend import CampplusBackend
+
+    def on_cpu(runtime: str) -> CampplusBackend:
+        backend = CampplusBackend.packaged()
+        backend.runtime = runtime
+        return backend.to(torch.device("cpu"))
+
+    return on_cpu
 
 
 @pytest.fixture(scope="session")
