@@ -45,10 +45,12 @@ def compiled_runtimes(name: str, shared: bool) -> ModelRuntimes | None:
         computes_bfloat16,
     )
 
-    if name == "openvino-bf16" and computes_bfloat16():
+    bfloat16 = computes_bfloat16()
+    if bfloat16 and (name == "openvino-bf16" or (name == "auto" and shared)):
         return ModelRuntimes(OpenVinoBfloat16Module, OpenVinoBfloat16Module, OpenVinoBfloat16Module)
     if name == "auto" and not shared:
-        return ModelRuntimes(OnnxModule, OnnxModule, OpenVinoModule)
+        body = OpenVinoBfloat16Module if bfloat16 else OpenVinoModule
+        return ModelRuntimes(OnnxModule, OnnxModule, body)
     return ModelRuntimes(OpenVinoModule, OpenVinoModule, OpenVinoModule)
 
 
