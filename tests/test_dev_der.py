@@ -19,8 +19,8 @@ FILES = ("sample", "dev00", "dev01")
 # at the bounds it must meet, in file mode (16 windows share a CAM++ pass) and one window per
 # batch as live audio is diarized; the embedded backend at its own. Averages measured on a
 # CPU with bfloat16 units (the default's OpenVINO in bfloat16), then with it in float32 as
-# elsewhere: file mode 30.58 and 30.20 % (sample.wav 15.19 and 18.22 %), one window per batch
-# 33.05 and 33.51 % (18.32 and 17.09 %), embedded 29.52 % (32.95 %).
+# elsewhere: file mode 30.63 and 30.59 % (sample.wav 15.19 and 18.22 %), one window per batch
+# 34.00 and 33.22 % (18.32 and 17.09 %), embedded 29.52 % (32.95 %).
 BOUNDS = [
     ((), 0.33, 0.22),
     (("--batch-size", "1"), 0.36, 0.22),

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from pyannote.audio.models.blocks.pooling import StatsPool
 from torch import nn
 
 from streamdiar.core.fbank import KaldiFbank
 from streamdiar.core.packaged_models import CAMPPLUS_WEIGHTS_FILE, campplus_module, checked_file
 from streamdiar.core.pyannote_models import ModelSourceError
+from streamdiar.core.statistics_pooling import weighted_statistics
 
 NUM_MELS = 80
 DIMENSION = 192
@@ -64,7 +64,6 @@ class CampplusEncoder(nn.Module):
         super().__init__()
         self.fbank = KaldiFbank(NUM_MELS)
         self.trunk = CampplusTrunk(campplus)
-        self.pooling = StatsPool()
         self.dense = campplus.xvector.dense
 
     @classmethod
@@ -106,11 +105,11 @@ class CampplusEncoder(nn.Module):
     def forward_embedding(self, frames: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """One vector per speaker (batch, speakers, dim) from trunk features and per-speaker
         weights (batch, speakers, any number of frames: resampled to the trunk's)."""
-        stats = self.pooling(frames, weights)  # (batch, speakers, 2 * channels)
+        stats = weighted_statistics(frames, weights)  # (batch, speakers, 2 * channels)
         batch, speakers, size = stats.shape
         return self.dense(stats.reshape(batch * speakers, size)).reshape(batch, speakers, -1)
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         """One vector (batch, dim) per whole waveform (batch, 1, samples)."""
-        stats = self.pooling(self.forward_frames(waveforms))
-        return self.dense(stats)
+        frames = self.forward_frames(waveforms)  # (batch, channels, frames)
+        return self.forward_embedding(frames, frames.new_ones(len(frames), 1, frames.shape[-1]))[:, 0]
