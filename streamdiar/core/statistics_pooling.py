@@ -15,16 +15,21 @@ def weighted_statistics(frames: torch.Tensor, weights: torch.Tensor) -> torch.Te
     """Each speaker's weighted mean and unbiased standard deviation (batch, speakers, 2 *
     channels) of frame features (batch, channels, frames), under weights (batch, speakers,
     any number of frames, resampled to the features' by nearest neighbour): what
-    `StatsPool` computes. The features are centred on their own mean first: that moves
-    neither statistic, but keeps the variance, the mean square less the squared mean, from
-    cancelling in float32."""
+    `StatsPool` computes. The variance is the mean square less the squared mean, which
+    cancels where a speaker's few frames lie far from the window's mean: the sums are taken
+    in float64, on features centred on their own mean (which moves neither statistic)."""
     if weights.shape[-1] != frames.shape[-1]:
         weights = F.interpolate(weights, size=frames.shape[-1], mode="nearest")
-    centre = frames.mean(dim=2, keepdim=True)  # (batch, channels, 1)
-    centred = (frames - centre).transpose(1, 2)  # (batch, frames, channels)
-    total = weights.sum(dim=2, keepdim=True) + 1e-8  # (batch, speakers, 1)
-    mean = torch.bmm(weights, centred) / total  # (batch, speakers, channels)
-    mean_square = torch.bmm(weights, centred.square()) / total
-    unbiased = total / (total - weights.square().sum(dim=2, keepdim=True) / total + 1e-8)
-    variance = (mean_square - mean.square()).clamp(min=0) * unbiased
-    return torch.cat([mean + centre.transpose(1, 2), variance.sqrt()], dim=-1)
+    weights = weights.double()
+    centre = frames.double().mean(dim=2, keepdim=True)  # (batch, channels, 1)
+    centred = (frames.double() - centre).transpose(1, 2)  # (batch, frames, channels)
+    total = weights.sum(dim=2, keepdim=True)  # (batch, speakers, 1)
+    sums = torch.bmm(weights, centred)  # (batch, speakers, channels)
+    squares = torch.bmm(weights, centred.square())  # (batch, speakers, channels)
+    # the weighted sum of squared deviations from the speaker's mean: 0 for a single frame
+    deviations = (squares - sums.square() / total.clamp(min=1e-8)).clamp(min=0)
+    smoothed = total + 1e-8  # StatsPool's, which keeps a silent speaker finite
+    variance = deviations / (smoothed - weights.square().sum(dim=2, keepdim=True) / smoothed + 1e-8)
+    mean = sums / smoothed + centre.transpose(1, 2)
+    statistics = torch.cat([mean, variance.sqrt()], dim=-1)
+    return statistics.to(frames.dtype)
