@@ -46,7 +46,7 @@ def compiled_runtimes(name: str, shared: bool) -> ModelRuntimes | None:
     )
 
     bfloat16 = computes_bfloat16()
-    if bfloat16 and (name == "openvino-bf16" or (name == "auto" and shared)):
+    if name == "openvino-bf16" and bfloat16:
         return ModelRuntimes(OpenVinoBfloat16Module, OpenVinoBfloat16Module, OpenVinoBfloat16Module)
     if name == "auto" and not shared:
         body = OpenVinoBfloat16Module if bfloat16 else OpenVinoModule
