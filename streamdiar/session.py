@@ -106,8 +106,9 @@ def build_diarizer(
     namer: SpeakerNamer | None = None,
     whole_batches: bool = False,
 ) -> StreamingDiarizer:
-    """A diarizer for one stream; window and step default to the backend's, the batch size to
-    `file_batch_size` (a live diarizer passes its own). `queue_windows`
+    """A diarizer for one stream; window and step default to the backend's (its file windows
+    for `whole_batches` of more than one window), the batch size to `file_batch_size` (a live
+    diarizer passes its own). `queue_windows`
     bounds the windows waiting for the model (live capture keeps it small, so that a slow
     model makes capture drop old audio instead of falling ever further behind).
     `whole_batches` is for files: batches of consecutive windows that share work
@@ -117,9 +118,13 @@ def build_diarizer(
     shared by the diarizers built from it (one stream at a time). `namer` names the stream's
     speakers after enrolled people.
     """
-    window = backend.window_duration if window is None else window
-    step = backend.window_step if step is None else step
     batch_size = file_batch_size(backend) if batch_size is None else batch_size
+    # one window per batch gives the live results, so it keeps the live windows
+    files = whole_batches and batch_size > 1
+    if window is None:
+        window = backend.file_window_duration if files else backend.window_duration
+    if step is None:
+        step = backend.file_window_step if files else backend.window_step
     check_settings(latency, window, step, batch_size)
     stitcher = Stitcher(
         OnlineClustering.for_step(step, eigen_threshold=backend.eigen_threshold),

@@ -73,10 +73,11 @@ def campplus_backend() -> CampplusBackend:
 
 
 BACKENDS = {
-    # backend, window and step (samples), and the bounds asserted on median and 5th
-    # percentile: measured median 0.97-0.98, 5th percentile 0.90-0.94 (CAM++), median
-    # 0.99, 5th percentile 0.96-0.98 (ResNet34 with random weights)
-    "campplus": (campplus_backend, 128_000, 8_000, 0.95, 0.88),
+    # backend, its file windows and step (samples), and the bounds asserted on median and 5th
+    # percentile: measured median 0.977-0.978, 5th percentile 0.911-0.960 (CAM++, 10 s windows
+    # every 1 s: 25-41 vectors of a file's 21 windows), median 0.99, 5th percentile 0.96-0.98
+    # (ResNet34 with random weights)
+    "campplus": (campplus_backend, 160_000, 16_000, 0.95, 0.88),
     "pyannote": (pyannote_backend, 80_000, 8_000, 0.97, 0.93),
 }
 
@@ -91,7 +92,7 @@ def test_shared_trunk_vectors_stay_close_to_each_window_s_own(
     make, window, step, median_bound, low_bound = BACKENDS[backend_name]
     audio, _ = sf.read(shared_data / "dev" / f"{name}.wav", dtype="float32")
     backend = make()
-    windows = consecutive_windows(audio, 40, window, step)
+    windows = consecutive_windows(audio, (len(audio) - window) // step + 1, window, step)
     alone, shared = backend.infer(windows), backend.infer(windows, step_samples=step)
     for own, cut in zip(alone, shared):
         np.testing.assert_array_equal(own.activity, cut.activity)
@@ -99,5 +100,5 @@ def test_shared_trunk_vectors_stay_close_to_each_window_s_own(
     print(f"\n{backend_name}, {name}: {len(cosines)} vectors, cosine median "
           f"{np.median(cosines):.3f}, 5th percentile {np.percentile(cosines, 5):.3f}, "
           f"min {np.min(cosines):.3f}")  # fmt: skip
-    assert len(cosines) >= 40
+    assert len(cosines) >= 20
     assert np.median(cosines) >= median_bound and np.percentile(cosines, 5) >= low_bound

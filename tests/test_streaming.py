@@ -103,3 +103,25 @@ def test_file_batches_are_whole_whatever_the_timing(shared_data, whole_batches):
         assert steps == {round(diarizer.window_step * SAMPLE_RATE)}
     else:  # live: the windows waiting, each its own (one at a time while the model keeps up)
         assert sizes.count(1) > len(sizes) // 2 and steps == {None}
+
+
+class FileWindowedBackend(EmbeddedBackend):
+    """The embedded backend with file windows of its own."""
+
+    file_window_duration = 3.0
+    file_window_step = 1.0
+
+
+def test_files_in_batches_take_the_backends_file_windows():
+    backend = FileWindowedBackend()
+    file = build_diarizer(backend, 2.0, whole_batches=True)
+    assert (file.window_duration, file.window_step) == (3.0, 1.0)
+    assert file.stitcher.clustering.buffer_size == 30  # 30 s of windows 1 s apart
+    # live audio, and a file one window per batch as live audio is diarized, keep live windows
+    for live in (
+        build_diarizer(backend, 2.0, batch_size=4),
+        build_diarizer(backend, 2.0, batch_size=1, whole_batches=True),
+    ):
+        assert (live.window_duration, live.window_step) == (2.0, 0.4)
+    chosen = build_diarizer(backend, 2.0, window=4.0, step=0.5, whole_batches=True)
+    assert (chosen.window_duration, chosen.window_step) == (4.0, 0.5)

@@ -194,8 +194,20 @@ def _parser() -> argparse.ArgumentParser:
         help="commit nothing before the end of each file, so every window keeps the label of "
         "the clustering's last look at it (for comparison with streaming; ignores --latency)",
     )
-    add("--window", type=float, metavar="S", help="window length (default: the backend's)")
-    add("--step", type=float, metavar="S", help="step between windows (default: the backend's)")
+    add(
+        "--window",
+        type=float,
+        metavar="S",
+        help="window length (default: the backend's; campplus 10 s in files, 8 s with "
+        "--batch-size 1)",
+    )
+    add(
+        "--step",
+        type=float,
+        metavar="S",
+        help="step between windows (default: the backend's; campplus 1 s in files, 0.5 s "
+        "with --batch-size 1)",
+    )
     add(
         "--batch-size",
         type=int,

@@ -17,6 +17,9 @@ class Backend(Protocol):
     name: str
     window_duration: float  # default window length (s) for this backend
     window_step: float  # default step (s) between windows
+    # defaults for files diarized in batches, where latency does not matter
+    file_window_duration: float
+    file_window_step: float
     max_local_speakers: int
     speech_threshold: float  # stitcher's threshold on averaged activity
     min_gap: float  # s, the stitcher's: shorter pauses inside one speaker's speech are bridged
