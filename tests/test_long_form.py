@@ -37,15 +37,21 @@ def _label_shares(reference, hypothesis, voice: str, span: Segment) -> collectio
 
 @pytest.mark.xfail(
     reason="with the clustering threshold 0.1 (chosen on the dev recordings) two of the three "
-    "synthetic voices share a cluster: voice3's speech after its return is split 8.0 s under "
-    "its old label, 7.9 s under voice1's",
+    "synthetic voices share a cluster: in files' 10 s windows voice1 and voice3 share one label "
+    "throughout; 8 s windows split voice3's speech after its return 8.0 s under its old label, "
+    "7.9 s under voice1's",
     strict=True,
 )
 def test_a_speaker_back_after_two_minutes_has_their_old_label(diarized) -> None:
     reference, hypothesis = diarized
     before = _label_shares(reference, hypothesis, "voice3", Segment(0, AWAY[0])).most_common(1)
     after = _label_shares(reference, hypothesis, "voice3", Segment(AWAY[1], SECONDS))
-    print(f"\nvoice3 before: {before}; after its return: {dict(after)}")
+    others = {
+        voice: _label_shares(reference, hypothesis, voice, Segment(0, SECONDS)).most_common(1)
+        for voice in ("voice1", "voice2")
+    }
+    print(f"\nvoice3 before: {before}; after its return: {dict(after)}; the others: {others}")
+    assert before[0][0] not in {shares[0][0] for shares in others.values()}, "its own label"
     assert after[before[0][0]] >= 0.6 * sum(after.values()), "most of it under its old label"
 
 
