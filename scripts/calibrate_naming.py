@@ -31,8 +31,8 @@ THRESHOLDS = [0.55, 0.6, 0.65, 0.7, 0.75]
 class RecordingNamer(SpeakerNamer):
     """A namer that also keeps the highest similarity each speaker reached to each person."""
 
-    def __init__(self, people: dict[str, np.ndarray], threshold: float) -> None:
-        super().__init__(people, threshold)
+    def __init__(self, people: dict[str, np.ndarray], min_vectors: int, threshold: float) -> None:
+        super().__init__(people, min_vectors, threshold)
         self.highest: dict[tuple[int, str], float] = {}
 
     def similarities(self, held):
@@ -99,14 +99,14 @@ def main() -> None:
         for uri in ("sample", "dev00", "dev01")
     }
     for uri, windows in files.items():  # a namer that names nobody sees every speaker
-        namer = RecordingNamer(people, threshold=np.inf)
+        namer = RecordingNamer.for_step(people, backend.window_step, threshold=np.inf)
         diarized(backend, windows, namer)
         for (label, person), value in sorted(namer.highest.items()):
             print(f"{uri} SPEAKER_{label:02d} ~ {person}: highest similarity {value:.3f}")
     for threshold in THRESHOLDS:
         results = []
         for uri, windows in files.items():
-            turns = diarized(backend, windows, SpeakerNamer(people, threshold))
+            turns = diarized(backend, windows, SpeakerNamer.for_step(people, backend.window_step, threshold))
             if uri == "sample":
                 right = named_right(turns, data / "sample.stm")
                 results.append(f"sample.stm named right {right}/13")

@@ -17,7 +17,6 @@ from threadpoolctl import threadpool_limits
 from streamdiar.core.backend import Backend
 from streamdiar.core.pyannote_models import ModelSource
 from streamdiar.core.types import SAMPLE_RATE, Turn
-from streamdiar.core.voiceprints import SpeakerNamer
 from streamdiar.enrolment import voiceprint_model
 from streamdiar.pushed_session import Session
 from streamdiar.session import build_diarizer, file_batch_size, load_backend
@@ -161,10 +160,6 @@ class Diarizer:
         )
         return TurnStream(self._pipeline(), converted_blocks(source, convert))
 
-    def namer(self) -> SpeakerNamer | None:
-        """A namer for one stream's speakers, after the enrolled people; None without any."""
-        return SpeakerNamer(self.people) if self.people else None
-
     def _pipeline(self, whole_batches: bool = False) -> StreamingDiarizer:
         """The pipeline of one stream: its own stitcher and speakers, the shared models;
         `whole_batches` for a file."""
@@ -174,7 +169,7 @@ class Diarizer:
             self._window,
             self._step,
             self._batch_size,
-            namer=self.namer(),
+            people=self.people,
             whole_batches=whole_batches,
         )
 

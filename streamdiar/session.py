@@ -3,6 +3,7 @@ fresh clustering and stitcher for each stream."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from streamdiar.core.backend import Backend
@@ -103,7 +104,7 @@ def build_diarizer(
     step: float | None = None,
     batch_size: int | None = None,
     queue_windows: int = 64,
-    namer: SpeakerNamer | None = None,
+    people: dict[str, np.ndarray] | None = None,
     whole_batches: bool = False,
 ) -> StreamingDiarizer:
     """A diarizer for one stream; window and step default to the backend's (its file windows
@@ -115,8 +116,8 @@ def build_diarizer(
     (`StreamingDiarizer`).
 
     Models load once per backend, while each stream needs its own speakers, so a backend is
-    shared by the diarizers built from it (one stream at a time). `namer` names the stream's
-    speakers after enrolled people.
+    shared by the diarizers built from it (one stream at a time). `people` (name ->
+    voiceprints) names the stream's speakers after enrolled people.
     """
     batch_size = file_batch_size(backend) if batch_size is None else batch_size
     # one window per batch gives the live results, so it keeps the live windows
@@ -133,7 +134,7 @@ def build_diarizer(
         max_speakers_per_frame=backend.max_local_speakers,
         speech_threshold=backend.speech_threshold,
         min_gap=backend.min_gap,
-        namer=namer,
+        namer=SpeakerNamer.for_step(people, step) if people else None,
     )
     return StreamingDiarizer(
         backend, stitcher, window, step, batch_size, queue_windows, whole_batches
@@ -148,14 +149,14 @@ LIVE_QUEUE_WINDOWS = 8
 
 
 def build_live_diarizer(
-    backend: Backend, latency: float, namer: SpeakerNamer | None = None
+    backend: Backend, latency: float, people: dict[str, np.ndarray] | None = None
 ) -> StreamingDiarizer:
     """A diarizer for live audio (a microphone, a socket), at the backend's window and step;
-    `namer` names its speakers after enrolled people."""
+    `people` (name -> voiceprints) names its speakers after enrolled people."""
     return build_diarizer(
         backend,
         latency,
         batch_size=LIVE_QUEUE_WINDOWS,
         queue_windows=LIVE_QUEUE_WINDOWS,
-        namer=namer,
+        people=people,
     )

@@ -175,7 +175,7 @@ def test_a_stream_sent_ten_times_faster_than_real_time_is_diarized_completely(
 def _diarizer_of(models: Any) -> SimpleNamespace:
     """What the server uses of a Diarizer, around other models."""
     return SimpleNamespace(
-        models=models, latency=2.0, backend=models.name, device="cpu", namer=lambda: None
+        models=models, latency=2.0, backend=models.name, device="cpu", people={}
     )
 
 

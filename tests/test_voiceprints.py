@@ -66,7 +66,9 @@ def test_the_stitcher_names_a_known_voice_from_then_on_and_says_which_label_it_w
     truth = conversation(seed=7, duration=40.0)
     voices = directions(3, seed=7)  # two in the conversation, the third enrolled but absent
     rng = np.random.default_rng(7)
-    namer = SpeakerNamer({"Alice": voices[0][None], "Carol": voices[2][None]}, threshold=0.8)
+    namer = SpeakerNamer(
+        {"Alice": voices[0][None], "Carol": voices[2][None]}, min_vectors=4, threshold=0.8
+    )
     stitcher = Stitcher(OnlineClustering(buffer_size=100), FRAME, latency=2.0, namer=namer)
     turns = []
     for index, start, valid_end in window_spans(truth.duration):
@@ -79,3 +81,10 @@ def test_the_stitcher_names_a_known_voice_from_then_on_and_says_which_label_it_w
     alice_turns = [t for t in turns if t.speaker == "Alice"]
     assert all(truth.speaking(0, np.array([(t.start + t.end) / 2]))[0] for t in alice_turns)
     assert sum(t.duration for t in alice_turns) > 10.0
+
+
+def test_a_namer_wants_the_same_seconds_of_windows_whatever_their_step():
+    people = {"Alice": np.ones((1, DIM))}
+    assert SpeakerNamer.for_step(people, 0.5).min_vectors == 4  # live windows
+    assert SpeakerNamer.for_step(people, 1.0).min_vectors == 2  # the default's file windows
+    assert SpeakerNamer.for_step(people, 4.0).min_vectors == 1

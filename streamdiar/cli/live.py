@@ -212,7 +212,7 @@ def _live(args: argparse.Namespace, prepare: TranscriberPreparer = prepare_whisp
                     view.write_segment(segment)
 
             transcription = LiveTranscription(transcriber, on_segment)
-        pipeline = build_live_diarizer(diarizer.models, args.latency, diarizer.namer())
+        pipeline = build_live_diarizer(diarizer.models, args.latency, diarizer.people)
         capture = Capture(source)
         view = None if args.jsonl else LiveView(capture, pipeline, transcription=transcription)
         jsonl = JsonlWriter()

@@ -172,7 +172,7 @@ def _run(
     display.note(f"Using device: {diarizer.device}")
     with display:
         pipeline = build_diarizer(
-            diarizer.models, args.latency, namer=diarizer.namer(), whole_batches=True
+            diarizer.models, args.latency, people=diarizer.people, whole_batches=True
         )
         aligner = LiveAligner(args.tolerance)
         asyncio.run(_merge(args, info, segments, pipeline, aligner, display, on_turn, emit))

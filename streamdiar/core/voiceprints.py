@@ -25,8 +25,10 @@ from streamdiar.core.types import LocalSpeakers
 # before its vectors settle (at 0.55-0.6 it takes the wrong name: 1 of 13 utterances right);
 # 0.65 and 0.7 give 12 of 13, 0.75 names too late (9 of 13).
 NAMING_THRESHOLD = 0.7
-# vectors (windows 0.5 s apart) a speaker needs before it is compared with the people
-MIN_SPEAKER_VECTORS = 4
+# windows' worth of a speaker's vectors needed before it is compared with the people, in
+# seconds of window steps: 4 vectors of live windows 0.5 s apart, 2 of files' 1 s apart (with
+# 4 there, sample.wav's first voices were named too late: 8 of 13 utterances right)
+MIN_SPEAKER_SECONDS = 2.0
 # seconds of speech of a window's main voice below which the window gives no voiceprint
 MIN_VOICEPRINT_SPEECH = 1.0
 
@@ -63,7 +65,8 @@ class Naming:
 class SpeakerNamer:
     """Names a stream's global speakers after enrolled people, one to one, once and for good.
 
-    people: name -> voiceprints (m, dim). The stitcher hands over each window's labels and
+    people: name -> voiceprints (m, dim); min_vectors: a speaker's vectors needed before it is
+    compared with them (`for_step`). The stitcher hands over each window's labels and
     vectors: `retire` those whose labels are final, `update` with those it still holds (whose
     labels the clustering may still change).
     """
@@ -71,8 +74,8 @@ class SpeakerNamer:
     def __init__(
         self,
         people: dict[str, np.ndarray],
+        min_vectors: int,
         threshold: float = NAMING_THRESHOLD,
-        min_vectors: int = MIN_SPEAKER_VECTORS,
     ) -> None:
         self.people = sorted(people)
         self._centroids = unit(np.stack([unit(people[p]).mean(axis=0) for p in self.people]))
@@ -81,6 +84,13 @@ class SpeakerNamer:
         self._retired: dict[int, np.ndarray] = {}  # label -> (dim,) sum of final unit vectors
         self._retired_counts: dict[int, int] = {}
         self._names: dict[int, str] = {}  # label -> name, for good
+
+    @classmethod
+    def for_step(
+        cls, people: dict[str, np.ndarray], step: float, threshold: float = NAMING_THRESHOLD
+    ) -> "SpeakerNamer":
+        """A namer for windows `step` s apart: MIN_SPEAKER_SECONDS of them before naming."""
+        return cls(people, max(1, round(MIN_SPEAKER_SECONDS / step)), threshold)
 
     def name_of(self, label: int) -> str | None:
         return self._names.get(label)

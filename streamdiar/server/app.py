@@ -309,7 +309,7 @@ class Server:
         except WebSocketDisconnect:
             return
         diarizer = self.diarizer
-        pipeline = build_live_diarizer(diarizer.models, diarizer.latency, diarizer.namer())
+        pipeline = build_live_diarizer(diarizer.models, diarizer.latency, diarizer.people)
         recording = None
         if self.record_dir is not None:
             recording = StreamRecording.open(self.record_dir, default_name, stream_format)
