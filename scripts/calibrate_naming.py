@@ -106,7 +106,8 @@ def main() -> None:
     for threshold in THRESHOLDS:
         results = []
         for uri, windows in files.items():
-            turns = diarized(backend, windows, SpeakerNamer.for_step(people, backend.window_step, threshold))
+            namer = SpeakerNamer.for_step(people, backend.window_step, threshold)
+            turns = diarized(backend, windows, namer)
             if uri == "sample":
                 right = named_right(turns, data / "sample.stm")
                 results.append(f"sample.stm named right {right}/13")

@@ -109,9 +109,9 @@ def build_diarizer(
 ) -> StreamingDiarizer:
     """A diarizer for one stream; window and step default to the backend's (its file windows
     for `whole_batches` of more than one window), the batch size to `file_batch_size` (a live
-    diarizer passes its own). `queue_windows`
-    bounds the windows waiting for the model (live capture keeps it small, so that a slow
-    model makes capture drop old audio instead of falling ever further behind).
+    diarizer passes its own). `queue_windows` bounds the windows waiting for the model (live
+    capture keeps it small, so that a slow model makes capture drop old audio instead of
+    falling ever further behind).
     `whole_batches` is for files: batches of consecutive windows that share work
     (`StreamingDiarizer`).
 

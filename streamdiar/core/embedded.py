@@ -31,8 +31,7 @@ class EmbeddedBackend:
     name = "embedded"
     window_duration = 2.0
     window_step = 0.4
-    file_window_duration = 2.0
-    file_window_step = 0.4
+    file_window_duration, file_window_step = window_duration, window_step  # files: the same
     eigen_threshold = 0.3  # for the clustering, in GE2E's cosine space
     speech_threshold = 0.2  # on the VAD probability averaged over overlapping windows
     min_gap = 1.0  # s: the VAD's gaps between words are not changes of turn

@@ -66,8 +66,7 @@ class PyannoteBackend:
     name = "pyannote"
     window_duration = 5.0
     window_step = 0.5
-    file_window_duration = 5.0
-    file_window_step = 0.5
+    file_window_duration, file_window_step = window_duration, window_step  # files: the same
     eigen_threshold = 0.2  # for the clustering, in WeSpeaker's cosine space
     speech_threshold = 0.5  # on the 0/1 activity averaged over overlapping windows
     # segmentation-3.0 marks pauses itself, frame by frame: bridging them only adds false alarm
