@@ -47,9 +47,10 @@ class Diarizer:
     behind the audio a turn becomes final; `window` and `step` default to the backend's (its
     file windows for files, unless `batch_size` is 1: campplus 10 s every 1 s there, 8 s every
     0.5 s live), `batch_size` (windows per model call) to the device's. `model_source` says
-    where the pyannote backend's models come from. `speakers`, a speaker store (`streamdiar enroll`),
-    names each stream's speakers who match an enrolled person after them: turns carry the
-    name from the moment it is given, and the stream's `stats.namings` says which label got it.
+    where the pyannote backend's models come from. `speakers`, a speaker store (`streamdiar
+    enroll`), names each stream's speakers who match an enrolled person after them: turns
+    carry the name from the moment it is given, and the stream's `stats.namings` says which
+    label got it.
 
     Raises SettingsError for an unknown backend or device, a value out of range, or models
     that cannot be had, and SpeakerStoreError for a store that cannot be read or that another

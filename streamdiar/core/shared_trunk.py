@@ -6,7 +6,8 @@ of a file through the speaker encoder's trunk once per window that holds it (10 
 the default backend's file windows, 10 s every 1 s). The trunks of both encoders are
 convolutional up to statistics pooling, so the frames of a long pass are close to each
 window's own; only what is normalised or averaged over the whole input (fbank means, CAM++'s
-masking context) then covers the stretch instead of the window. Tests bound how far the vectors move.
+masking context) then covers the stretch instead of the window. Tests bound how far the
+vectors move.
 """
 
 from __future__ import annotations
