@@ -1,7 +1,7 @@
 """ONNX Runtime and OpenVINO for the default backend on CPU: the same results as torch within
-float rounding (bfloat16 within its own bounds), an export cache that survives damage and
-unwritable folders, calls from several threads at once, and the runtime chosen by name and
-mode."""
+float rounding (bfloat16 within its own bounds), an export cache and OpenVINO's cache of
+compiled models that survive damage and unwritable folders, calls from several threads at
+once, and the runtime chosen by name and mode."""
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -111,6 +111,28 @@ def test_unwritable_cache_still_runs(private_cache, runtime):
     module = Scaled(0.5)
     inputs = torch.randn(1, 3, 4)
     assert_runs_like(export(module, runtime)(inputs), module(inputs).detach(), runtime)
+
+
+@pytest.mark.parametrize("precision", [OpenVinoModule, OpenVinoBfloat16Module], ids=["f32", "bf16"])
+def test_openvino_keeps_compiled_models_with_the_same_outputs(private_cache, precision):
+    """A load from OpenVINO's cache computes exactly what a compile without one does, in its
+    own precision (bfloat16 shares float32's entry); a damaged entry is compiled again."""
+    module = Scaled(0.5)
+    inputs = torch.randn(2, 9, 4)
+    private_cache.write_text("a file where the folder should be")
+    uncached = export(module, precision)
+    private_cache.unlink()
+    export(module, precision)
+    cached = export(module, precision)
+    assert cached.compiled.get_property("LOADED_FROM_CACHE")
+    computes = "bf16" if precision is OpenVinoBfloat16Module and BFLOAT16 else "f32"
+    for loaded in (cached, uncached):
+        assert loaded.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == computes
+    assert torch.equal(cached(inputs), uncached(inputs))
+    for entry in (private_cache / "openvino").iterdir():
+        entry.chmod(0o600)  # OpenVINO writes its entries read-only
+        entry.write_bytes(b"not a compiled model")
+    assert torch.equal(export(module, precision)(inputs), uncached(inputs))
 
 
 def test_calls_from_several_threads_at_once(runtime):
