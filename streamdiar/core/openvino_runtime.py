@@ -33,10 +33,9 @@ def _compiled(
     model: bytes, settings: dict[str, object], cache: Path | None
 ) -> openvino.CompiledModel:
     """ONNX `model` compiled for the CPU with `settings`. With a `cache` folder, OpenVINO keeps
-    the compiled model there and later loads it from there, with the same outputs, bit for
-    bit: on a 2-core CPU the live models load in 1.4 s instead of 3.4, a file's in 0.7 instead
-    of 2.1 (README "The default models"). It compiles a damaged entry again, but fails where
-    the folder cannot be written."""
+    the compiled model there and later loads it from there in a fraction of the time, with the
+    same outputs, bit for bit (README, "What each lever gave"). It compiles a damaged entry
+    again, but fails where the folder cannot be written."""
     core = openvino.Core()
     if cache is not None:
         core.set_property({"CACHE_DIR": str(cache)})
