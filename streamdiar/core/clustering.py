@@ -121,10 +121,12 @@ class OnlineClustering:
     @classmethod
     def for_step(cls, step: float, **settings: float) -> "OnlineClustering":
         """Settings counted in vectors or windows, for windows `step` s apart: a buffer of the
-        last 30 s, 1.5 s of evidence for a new speaker, a re-clustering every 1.2 s, and 30 s
-        of warm-up before a collision of window-mates needs distance to mint a speaker."""
+        last 30 s (at least 30 vectors: windows several seconds apart would leave too few to
+        tell voices apart), 1.5 s of evidence for a new speaker, a re-clustering every 1.2 s,
+        and 30 s of warm-up before a collision of window-mates needs distance to mint a
+        speaker."""
         return cls(
-            buffer_size=max(8, round(30.0 / step)),
+            buffer_size=max(30, round(30.0 / step)),
             warm_up_windows=round(30.0 / step),
             min_evidence=max(2, round(1.5 / step)),
             recluster_every=max(1, round(1.2 / step)),
