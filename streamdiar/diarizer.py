@@ -45,8 +45,8 @@ class Diarizer:
     accelerator. An asked-for accelerator that is missing, or fails at load, gives a warning
     and CPU. `latency` (0.5-5 s, or math.inf to commit nothing before the end) is how far
     behind the audio a turn becomes final; `window` and `step` default to the backend's (its
-    file windows for files, unless `batch_size` is 1: campplus 10 s every 1 s there, 8 s every
-    0.5 s live), `batch_size` (windows per model call) to the device's. `model_source` says
+    file windows for files, unless `batch_size` is 1: campplus 10 s every 10/3 s there, 8 s
+    every 0.5 s live), `batch_size` (windows per model call) to the device's. `model_source` says
     where the pyannote backend's models come from. `speakers`, a speaker store (`streamdiar
     enroll`), names each stream's speakers who match an enrolled person after them: turns
     carry the name from the moment it is given, and the stream's `stats.namings` says which

@@ -1,6 +1,6 @@
 """A generated conversation longer than the clustering's memory, through the CLI: at most one
 speaker more than there are voices, and the speaker who is away for two minutes comes
-back under their old label (not yet: see its xfail)."""
+back under their old label."""
 
 import collections
 import shutil
@@ -35,13 +35,6 @@ def _label_shares(reference, hypothesis, voice: str, span: Segment) -> collectio
     return talk
 
 
-@pytest.mark.xfail(
-    reason="with the clustering threshold 0.1 (chosen on the dev recordings) two of the three "
-    "synthetic voices share a cluster: in files' 10 s windows voice1 and voice3 share one label "
-    "throughout; 8 s windows split voice3's speech after its return 8.0 s under its old label, "
-    "7.9 s under voice1's",
-    strict=True,
-)
 def test_a_speaker_back_after_two_minutes_has_their_old_label(diarized) -> None:
     reference, hypothesis = diarized
     before = _label_shares(reference, hypothesis, "voice3", Segment(0, AWAY[0])).most_common(1)

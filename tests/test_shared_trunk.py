@@ -73,12 +73,14 @@ def campplus_backend() -> CampplusBackend:
 
 
 BACKENDS = {
-    # backend, its file windows and step (samples), and the bounds asserted on median and 5th
-    # percentile: measured median 0.977-0.978, 5th percentile 0.911-0.960 (CAM++, 10 s windows
-    # every 1 s: 25-41 vectors of a file's 21 windows), median 0.99, 5th percentile 0.96-0.98
-    # (ResNet34 with random weights)
-    "campplus": (campplus_backend, 160_000, 16_000, 0.95, 0.88),
-    "pyannote": (pyannote_backend, 80_000, 8_000, 0.97, 0.93),
+    # backend, its file windows and step (samples), how many times each recording is played
+    # in a row (so that CAM++'s 16 windows 10/3 s apart share one 60 s pass, as in a long file),
+    # and the bounds asserted on median and 5th percentile: measured median 0.952-0.975, 5th
+    # percentile 0.847-0.956 (CAM++, 10 s windows every 10/3 s: 18-30 vectors of 16 windows; the
+    # three recordings one after the other, 90 s, median 0.897 and 5th percentile 0.799),
+    # median 0.99, 5th percentile 0.96-0.98 (ResNet34 with random weights, each recording once)
+    "campplus": (campplus_backend, 160_000, 53_333, 2, 0.93, 0.80),
+    "pyannote": (pyannote_backend, 80_000, 8_000, 1, 0.97, 0.93),
 }
 
 
@@ -89,8 +91,9 @@ def test_shared_trunk_vectors_stay_close_to_each_window_s_own(
 ):
     """File mode pools every local speaker from one trunk pass per 16 consecutive windows;
     its vectors stay close to those of one pass per window on the dev recordings."""
-    make, window, step, median_bound, low_bound = BACKENDS[backend_name]
+    make, window, step, repeats, median_bound, low_bound = BACKENDS[backend_name]
     audio, _ = sf.read(shared_data / "dev" / f"{name}.wav", dtype="float32")
+    audio = np.tile(audio, repeats)
     backend = make()
     windows = consecutive_windows(audio, (len(audio) - window) // step + 1, window, step)
     alone, shared = backend.infer(windows), backend.infer(windows, step_samples=step)
@@ -100,5 +103,5 @@ def test_shared_trunk_vectors_stay_close_to_each_window_s_own(
     print(f"\n{backend_name}, {name}: {len(cosines)} vectors, cosine median "
           f"{np.median(cosines):.3f}, 5th percentile {np.percentile(cosines, 5):.3f}, "
           f"min {np.min(cosines):.3f}")  # fmt: skip
-    assert len(cosines) >= 20
+    assert len(cosines) >= 15
     assert np.median(cosines) >= median_bound and np.percentile(cosines, 5) >= low_bound

@@ -86,5 +86,5 @@ def test_the_stitcher_names_a_known_voice_from_then_on_and_says_which_label_it_w
 def test_a_namer_wants_the_same_seconds_of_windows_whatever_their_step():
     people = {"Alice": np.ones((1, DIM))}
     assert SpeakerNamer.for_step(people, 0.5).min_vectors == 4  # live windows
-    assert SpeakerNamer.for_step(people, 1.0).min_vectors == 2  # the default's file windows
-    assert SpeakerNamer.for_step(people, 4.0).min_vectors == 1
+    assert SpeakerNamer.for_step(people, 1.0).min_vectors == 2
+    assert SpeakerNamer.for_step(people, 10 / 3).min_vectors == 1  # the default's file windows

@@ -26,8 +26,8 @@ from streamdiar.core.types import LocalSpeakers
 # 0.65 and 0.7 give 12 of 13, 0.75 names too late (9 of 13).
 NAMING_THRESHOLD = 0.7
 # windows' worth of a speaker's vectors needed before it is compared with the people, in
-# seconds of window steps: 4 vectors of live windows 0.5 s apart, 2 of files' 1 s apart (with
-# 4 there, sample.wav's first voices were named too late: 8 of 13 utterances right)
+# seconds of window steps: 4 vectors of live windows 0.5 s apart, 1 of files' 10/3 s apart (with
+# 4 of windows 1 s apart, sample.wav's first voices were named too late: 8 of 13 utterances right)
 MIN_SPEAKER_SECONDS = 2.0
 # seconds of speech of a window's main voice below which the window gives no voiceprint
 MIN_VOICEPRINT_SPEECH = 1.0
