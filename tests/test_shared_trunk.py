@@ -16,6 +16,7 @@ from streamdiar.core.campplus_backend import CampplusBackend
 from streamdiar.core.pyannote_backend import FrameEncoder, PyannoteBackend
 from streamdiar.core.pyannote_models import packaged_segmentation, random_embedding
 from streamdiar.core.shared_trunk import WINDOWS_PER_PASS, consecutive_window_frames
+from streamdiar.core.types import SAMPLE_RATE
 
 
 def pyannote_backend() -> PyannoteBackend:
@@ -72,6 +73,12 @@ def campplus_backend() -> CampplusBackend:
     return backend
 
 
+def file_windows(backend: type[PyannoteBackend]) -> tuple[int, int]:
+    """A backend's file window and step, in samples."""
+    duration, step = backend.file_window_duration, backend.file_window_step
+    return round(duration * SAMPLE_RATE), round(step * SAMPLE_RATE)
+
+
 BACKENDS = {
     # backend, its file windows and step (samples), how many times each recording is played
     # in a row (so that CAM++'s 16 windows 10/3 s apart share one 60 s pass, as in a long file),
@@ -79,8 +86,8 @@ BACKENDS = {
     # percentile 0.847-0.956 (CAM++, 10 s windows every 10/3 s: 18-30 vectors of 16 windows; the
     # three recordings one after the other, 90 s, median 0.897 and 5th percentile 0.799),
     # median 0.99, 5th percentile 0.96-0.98 (ResNet34 with random weights, each recording once)
-    "campplus": (campplus_backend, 160_000, 53_333, 2, 0.93, 0.80),
-    "pyannote": (pyannote_backend, 80_000, 8_000, 1, 0.97, 0.93),
+    "campplus": (campplus_backend, *file_windows(CampplusBackend), 2, 0.93, 0.80),
+    "pyannote": (pyannote_backend, *file_windows(PyannoteBackend), 1, 0.97, 0.93),
 }
 
 

@@ -104,8 +104,8 @@ class CampplusBackend(PyannoteBackend):
     # files, where latency does not matter: segmentation-3.0's own 10 s windows, every 10/3 s,
     # so that each second is in 3 windows: a third of the windows every 1 s gives (as
     # pyannote.audio steps them), and a lower DER on the dev set (31.2 -> 27.7 %, 15 starts)
-    # and on generated conversations; steps of 3, 3.5 and 4 s lost two voices in one of them
-    # (README, "What each lever gave")
+    # and on generated conversations; steps of 2.5, 3, 4 and 5 s merged two voices of one of
+    # them, 3.5 s did worse on the others (README, "What each lever gave")
     file_window_duration = 10.0
     file_window_step = 10.0 / 3
     # for the clustering, in CAM++'s cosine space, where two voices of one recording lie

@@ -4,11 +4,10 @@ they cover instead of one pass per window.
 Consecutive windows overlap by most of their length, so per-window passes send every second
 of a file through the speaker encoder's trunk once per window that holds it (3 times for
 the default backend's file windows, 10 s every 10/3 s, 10 times for pyannote.audio's step of
-1 s). The trunks of both encoders are
-convolutional up to statistics pooling, so the frames of a long pass are close to each
-window's own; only what is normalised or averaged over the whole input (fbank means, CAM++'s
-masking context) then covers the stretch instead of the window. Tests bound how far the
-vectors move.
+1 s). The trunks of both encoders are convolutional up to statistics pooling, so the frames
+of a long pass are close to each window's own; only what is normalised or averaged over the
+whole input (fbank means, CAM++'s masking context) then covers the stretch instead of the
+window. Tests bound how far the vectors move.
 """
 
 from __future__ import annotations
