@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from streamdiar.core.campplus_backend import CampplusBackend
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SESSION_CACHE = os.environ.get("STREAMDIAR_CACHE")  # as the suite started
 PROJECT_ROOT = Path(streamdiar.__file__).resolve().parents[1]
 
 RunCli = Callable[..., subprocess.CompletedProcess]
@@ -42,6 +43,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED_DATA
+
+
+@pytest.fixture
+def session_cache(monkeypatch) -> None:
+    """The cache the whole suite shares, for a test in a module that gives each test a private
+    one: CAM++ quantized to int8 for files (`int8`) is made there once, not in each test
+    (about a minute each)."""
+    if SESSION_CACHE is None:
+        monkeypatch.delenv("STREAMDIAR_CACHE", raising=False)
+    else:
+        monkeypatch.setenv("STREAMDIAR_CACHE", SESSION_CACHE)
 
 
 @pytest.fixture(scope="session")
@@ -132,3 +144,23 @@ def _speaker_cosines(first: list[LocalSpeakers], second: list[LocalSpeakers]) ->
 def speaker_cosines() -> Callable[[list[LocalSpeakers], list[LocalSpeakers]], np.ndarray]:
     """How close two runs' vectors of the same windows are (`_speaker_cosines`)."""
     return _speaker_cosines
+
+
+def _same_segmentation_cosines(
+    first: list[LocalSpeakers], second: list[LocalSpeakers]
+) -> np.ndarray:
+    """`_speaker_cosines` of two runs that must agree on the activity of each window's local
+    speakers, frame by frame (the same segmentation, other speaker vectors)."""
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a.activity, b.activity)
+        np.testing.assert_array_equal(a.active, b.active)
+    return _speaker_cosines(first, second)
+
+
+@pytest.fixture(scope="session")
+def same_segmentation_cosines() -> Callable[
+    [list[LocalSpeakers], list[LocalSpeakers]], np.ndarray
+]:
+    """How close two runs' vectors are, where their segmentations must be the same
+    (`_same_segmentation_cosines`)."""
+    return _same_segmentation_cosines

@@ -10,8 +10,11 @@ still hears the others in the window (measured against masking them out: README)
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
+from pathlib import Path
 
+import soundfile
 import torch
 from torch import nn
 
@@ -25,6 +28,16 @@ DIMENSION = 192
 # The trunk's frames are 20 ms apart (fbank every 10 ms, then a stride of 2)
 TRUNK_FRAME_SAMPLES = 320
 HEAD_CHANNELS = 320  # the FCM head's output: 32 channels of 10 frequency bands
+
+
+def calibration_recording() -> torch.Tensor:
+    """The 30 s, two-voice recording that ships with pyannote.audio (1, 1, samples), found
+    without importing pyannote.audio: what the trunk is calibrated on for int8 (`int8`)."""
+    spec = importlib.util.find_spec("pyannote.audio")
+    assert spec is not None and spec.origin is not None
+    path = Path(spec.origin).parent / "sample" / "sample.wav"
+    samples, _ = soundfile.read(path, dtype="float32")  # (samples,), 16 kHz mono
+    return torch.from_numpy(samples).view(1, 1, -1)
 
 
 class CampplusBody(nn.Module):
@@ -95,6 +108,13 @@ class CampplusEncoder(nn.Module):
         and outputs)."""
         features = self.features(waveforms).transpose(1, 2)  # (batch, mels, frames)
         return (trunk or self.trunk)(features)
+
+    def calibration_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inputs of the trunk's head (1, mels, fbank frames) and of its body (1,
+        HEAD_CHANNELS, fbank frames) for `calibration_recording`."""
+        with torch.inference_mode():
+            features = self.features(calibration_recording()).transpose(1, 2)
+            return features, self.trunk.head(features)
 
     @staticmethod
     def num_frames(num_samples: int) -> int:

@@ -41,6 +41,7 @@ def compiled_runtimes(name: str, shared: bool) -> ModelRuntimes | None:
         return ModelRuntimes(OnnxModule, OnnxModule, OnnxModule)
     from streamdiar.core.openvino_runtime import (
         OpenVinoBfloat16Module,
+        OpenVinoInt8Module,
         OpenVinoModule,
         computes_bfloat16,
     )
@@ -51,6 +52,8 @@ def compiled_runtimes(name: str, shared: bool) -> ModelRuntimes | None:
     if name == "auto" and not shared:
         body = OpenVinoBfloat16Module if bfloat16 else OpenVinoModule
         return ModelRuntimes(OnnxModule, OnnxModule, body)
+    if name == "auto":
+        return ModelRuntimes(OpenVinoModule, OpenVinoInt8Module, OpenVinoInt8Module)
     return ModelRuntimes(OpenVinoModule, OpenVinoModule, OpenVinoModule)
 
 
@@ -76,8 +79,16 @@ class CompiledModels:
     @property
     def runtime_name(self) -> str:
         """What runs them, in words."""
-        models, body = self.segmentation.runtime_name, self.body.runtime_name
-        return models if models == body else f"{models}, CAM++'s body {body}"
+        segmentation, head, body = (
+            model.runtime_name for model in (self.segmentation, self.head, self.body)
+        )
+        if segmentation == head == body:
+            return segmentation
+        if segmentation == head:
+            return f"{segmentation}, CAM++'s body {body}"
+        if head == body:
+            return f"{segmentation}, CAM++ {body}"
+        return f"{segmentation}, CAM++'s head {head} and body {body}"
 
     def trunk(self, features: torch.Tensor) -> torch.Tensor:
         """CAM++'s frame features (batch, channels, frames / 2) of normalised fbank (batch,
@@ -239,30 +250,38 @@ class CampplusBackend(PyannoteBackend):
     def _compile(self, runtimes: ModelRuntimes | None, shared: bool) -> CompiledModels | None:
         """Both models exported to ONNX and run by `runtimes` for a mode, or None (torch), with
         a warning where they cannot be. Live, the segmentation has half the threads, as CAM++
-        runs beside it (`local_speakers`)."""
+        runs beside it (`local_speakers`). A runtime that quantizes CAM++'s trunk calibrates it
+        on `calibration_recording`."""
         if runtimes is None:
             return None
         threads = torch.get_num_threads()
         seed = torch.Generator().manual_seed(0)
+        waveforms = 0.1 * torch.randn(1, 1, 2 * SAMPLE_RATE, generator=seed)  # (batch, 1, samples)
+        trunk_examples = (  # (batch, mels, frames), (batch, channels, frames)
+            torch.randn(1, NUM_MELS, 200, generator=seed),
+            torch.randn(1, HEAD_CHANNELS, 200, generator=seed),
+        )
+        if runtimes.body.calibrated:
+            trunk_examples = self.embedding.calibration_inputs()
         exports = (  # runtime, module, example input, its axes that vary, threads
             (
                 runtimes.segmentation,
                 self.segmentation,
-                0.1 * torch.randn(1, 1, 2 * SAMPLE_RATE, generator=seed),  # (batch, 1, samples)
+                waveforms,
                 {0: "batch", 2: "samples"},
                 threads if shared else max(1, threads // 2),
             ),
             (
                 runtimes.head,
                 self.embedding.trunk.head,
-                torch.randn(1, NUM_MELS, 200, generator=seed),  # (batch, mels, frames)
+                trunk_examples[0],
                 {0: "batch", 2: "frames"},
                 threads,
             ),
             (
                 runtimes.body,
                 self.embedding.trunk.body,
-                torch.randn(1, HEAD_CHANNELS, 200, generator=seed),  # (batch, channels, frames)
+                trunk_examples[1],
                 {0: "batch", 2: "frames"},
                 threads,
             ),

@@ -45,6 +45,8 @@ class OnnxModule:
     """
 
     runtime_name = "ONNX Runtime"
+    # whether `export` calibrates the module on its example input, which must then be real
+    calibrated = False
 
     def __init__(self, session: onnxruntime.InferenceSession) -> None:
         self.session = session
@@ -62,7 +64,7 @@ class OnnxModule:
         """
         with torch.inference_mode():
             expected = module(example)
-        path = cache_dir() / "onnx" / f"{type(module).__name__}-{weights_digest(module)}.onnx"
+        path = export_path(module)
         cached = _cached(path)
         if cached is not None:
             try:
@@ -108,6 +110,11 @@ class OnnxModule:
         inputs = inputs.detach().to(torch.float32).contiguous()
         (outputs,) = self.session.run([OUTPUT], {INPUT: inputs.numpy()})
         return torch.from_numpy(outputs)
+
+
+def export_path(module: nn.Module) -> Path:
+    """Where the cache keeps the ONNX export of `module`."""
+    return cache_dir() / "onnx" / f"{type(module).__name__}-{weights_digest(module)}.onnx"
 
 
 def weights_digest(module: nn.Module) -> str:

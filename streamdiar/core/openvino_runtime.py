@@ -12,14 +12,19 @@ from __future__ import annotations
 import functools
 import io
 import queue
+import warnings
 from pathlib import Path
 
 import openvino
 import torch
+from torch import nn
 
-from streamdiar.core.onnx_runtime import OnnxModule, cache_dir
+from streamdiar.core.int8 import cached_quantized, forget, quantized
+from streamdiar.core.onnx_runtime import OnnxModule, cache_dir, export_path
 
 CONFIG = {"PERFORMANCE_HINT": "LATENCY"}
+# an int8 module's float32 export is checked on this many steps of its example (2 s of fbank)
+CHECK_STEPS = 200
 
 
 @functools.cache
@@ -30,16 +35,18 @@ def computes_bfloat16() -> bool:
 
 
 def _compiled(
-    model: bytes, settings: dict[str, object], cache: Path | None
+    model: bytes | Path, settings: dict[str, object], cache: Path | None
 ) -> openvino.CompiledModel:
-    """ONNX `model` compiled for the CPU with `settings`. With a `cache` folder, OpenVINO keeps
-    the compiled model there and later loads it from there in a fraction of the time, with the
-    same outputs, bit for bit (README, "What each lever gave"). It compiles a damaged entry
-    again, but fails where the folder cannot be written."""
+    """`model` (ONNX, or the .xml of an OpenVINO model) compiled for the CPU with `settings`.
+    With a `cache` folder, OpenVINO keeps the compiled model there and later loads it from
+    there in a fraction of the time, with the same outputs, bit for bit (README, "What each
+    lever gave"). It compiles a damaged entry again, but fails where the folder cannot be
+    written."""
     core = openvino.Core()
     if cache is not None:
         core.set_property({"CACHE_DIR": str(cache)})
-    return core.compile_model(core.read_model(io.BytesIO(model)), "CPU", settings)
+    source = io.BytesIO(model) if isinstance(model, bytes) else str(model)
+    return core.compile_model(core.read_model(source), "CPU", settings)
 
 
 class OpenVinoModule(OnnxModule):
@@ -58,7 +65,7 @@ class OpenVinoModule(OnnxModule):
         self._idle: queue.SimpleQueue[openvino.InferRequest] = queue.SimpleQueue()
 
     @classmethod
-    def _loaded(cls, model: bytes, threads: int) -> "OpenVinoModule":
+    def _loaded(cls, model: bytes | Path, threads: int) -> "OpenVinoModule":
         settings = {
             **CONFIG,
             "INFERENCE_PRECISION_HINT": cls.precision,
@@ -101,3 +108,36 @@ class OpenVinoBfloat16Module(OpenVinoModule):
     ) -> "OpenVinoModule":
         OpenVinoModule._checked(model, threads, example, expected)
         return cls._loaded(model, threads)
+
+
+class OpenVinoInt8Module(OpenVinoModule):
+    """A module quantized to int8 (`int8`) and run by OpenVINO: its example input at export is
+    also the calibration input, so it must be real (a recording's features, say), the longer
+    the better.
+
+    Like bfloat16, int8 is not rounding (README, "What each lever gave"): the float32 export
+    is checked against torch before it is quantized, on the example's first CHECK_STEPS steps
+    of its last axis. Where the quantized model cannot be made, kept or loaded, the module
+    runs in float32, with a warning.
+    """
+
+    runtime_name = "OpenVINO int8"
+    calibrated = True
+
+    @classmethod
+    def export(
+        cls, module: nn.Module, example: torch.Tensor, dynamic_axes: dict[int, str], threads: int
+    ) -> OpenVinoModule:
+        onnx_model, calibration = export_path(module), example.detach().numpy()
+        if cached_quantized(onnx_model, calibration) is None:
+            # the export to quantize, checked against torch (and kept in the cache)
+            OpenVinoModule.export(module, example[..., :CHECK_STEPS], dynamic_axes, threads)
+        try:
+            try:
+                return cls._loaded(quantized(onnx_model, calibration), threads)
+            except RuntimeError:  # a damaged model in the cache: made again, once
+                forget(onnx_model, calibration)
+                return cls._loaded(quantized(onnx_model, calibration), threads)
+        except RuntimeError as error:  # QuantizationError is one too
+            warnings.warn(f"{type(module).__name__} runs in float32: {error}", stacklevel=2)
+            return OpenVinoModule.export(module, example[..., :CHECK_STEPS], dynamic_axes, threads)
