@@ -133,8 +133,9 @@ class OpenVinoInt8Module(OpenVinoModule):
             # the export to quantize, checked against torch (and kept in the cache)
             OpenVinoModule.export(module, example[..., :CHECK_STEPS], dynamic_axes, threads)
         try:
+            model = quantized(onnx_model, calibration)
             try:
-                return cls._loaded(quantized(onnx_model, calibration), threads)
+                return cls._loaded(model, threads)
             except RuntimeError:  # a damaged model in the cache: made again, once
                 forget(onnx_model, calibration)
                 return cls._loaded(quantized(onnx_model, calibration), threads)
