@@ -24,14 +24,15 @@ def test_bench_writes_markdown_and_json_rows(run_cli, tmp_path) -> None:
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
-    # auto's live CAM++ body computes in bfloat16 where the CPU does so natively
+    # auto's live CAM++ body computes in bfloat16 where the CPU does so natively; in files,
+    # CAM++ runs in int8
     body = "OpenVINO bfloat16" if computes_bfloat16() else "OpenVINO"
     report = json.loads(report_path.read_text())
     assert [
         (row["runtime"], row["models_ran_on"], row["mode"], row["batch_size"])
         for row in report["rows"]
     ] == [
-        ("auto", "OpenVINO", "file", 16),
+        ("auto", "OpenVINO, CAM++ OpenVINO int8", "file", 16),
         ("auto", f"ONNX Runtime, CAM++'s body {body}", "streaming", 1),
         ("onnx", "ONNX Runtime", "file", 16),
         ("onnx", "ONNX Runtime", "streaming", 1),
@@ -49,7 +50,7 @@ def test_bench_writes_markdown_and_json_rows(run_cli, tmp_path) -> None:
         assert 0 <= row["der"] <= 1 and 1 <= row["speakers"]
     table = markdown.read_text()
     assert table == result.stdout
-    assert "| campplus | cpu | auto (OpenVINO) | file | 12 s |" in table
+    assert "| campplus | cpu | auto (OpenVINO, CAM++ OpenVINO int8) | file | 12 s |" in table
     assert "| campplus | cpu | onnx (ONNX Runtime) | file | 12 s |" in table
     assert "| campplus | cpu | torch | streaming | 12 s |" in table
     # the same models give the same turns on ONNX Runtime and torch, in each mode's windows
