@@ -13,8 +13,9 @@ class Windower:
     """Cuts windows of `duration` seconds every `step` seconds from pushed blocks.
 
     Only the samples not yet consumed by a window are kept, so memory stays at about one
-    window whatever the stream length. At the end of the stream one last window, zero-padded,
-    covers the tail that the full windows missed.
+    window whatever the stream length. Blocks are joined only when a window is due (joining
+    them as they came copied the kept audio again for each block). At the end of the stream
+    one last window, zero-padded, covers the tail that the full windows missed.
     """
 
     def __init__(self, duration: float, step: float) -> None:
@@ -25,6 +26,7 @@ class Windower:
         if step > duration:
             raise ValueError(f"window step ({step} s) must not exceed its duration ({duration} s)")
         self._buffer = np.zeros(0, dtype=np.float32)  # (samples,) from _buffer_start on
+        self._pending: list[np.ndarray] = []  # (samples,) blocks pushed after _buffer
         self._buffer_start = 0  # sample index of _buffer[0]
         self._next_index = 0
         self._received = 0  # samples pushed so far
@@ -33,6 +35,7 @@ class Windower:
         return self._next_index * self.step_samples
 
     def _emit(self, valid: int) -> Window:
+        self._join()
         offset = self._next_start() - self._buffer_start
         samples = self._buffer[offset : offset + self.window_samples]
         if len(samples) < self.window_samples:
@@ -51,12 +54,18 @@ class Windower:
 
     def push(self, block: np.ndarray) -> list[Window]:
         """Add a block (samples,) and return the windows it completes."""
-        self._buffer = np.concatenate([self._buffer, np.asarray(block, dtype=np.float32)])
+        self._pending.append(np.array(block, dtype=np.float32))  # a copy: callers reuse theirs
         self._received += len(block)
         windows = []
         while self._next_start() + self.window_samples <= self._received:
             windows.append(self._emit(self.window_samples))
         return windows
+
+    def _join(self) -> None:
+        """Move the pending blocks into the buffer."""
+        if self._pending:
+            self._buffer = np.concatenate([self._buffer, *self._pending])
+            self._pending = []
 
     def finish(self) -> list[Window]:
         """The zero-padded window covering the tail, if the full windows did not reach it."""
