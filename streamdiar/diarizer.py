@@ -25,7 +25,7 @@ from streamdiar.shared_backend import SharedBackend
 from streamdiar.speaker_store import SpeakerStore
 from streamdiar.stream.pipeline import StreamingDiarizer
 from streamdiar.stream.pushed import BlockConverter, converted_blocks
-from streamdiar.stream.sources import FILE_BLOCK_SECONDS, file_blocks, probe
+from streamdiar.stream.sources import file_blocks, probe
 from streamdiar.turn_stream import TurnStream
 
 Result = TypeVar("Result")
@@ -150,7 +150,7 @@ class Diarizer:
             if sample_rate is not None or channels is not None:
                 raise SettingsError("sample_rate and channels describe blocks: a file has its own")
             return TurnStream(
-                self._pipeline(whole_batches=True), file_blocks(probe(Path(source)).path, FILE_BLOCK_SECONDS)
+                self._pipeline(whole_batches=True), file_blocks(probe(Path(source)).path)
             )
         if not isinstance(source, AsyncIterable):
             raise TypeError(

@@ -60,7 +60,7 @@ def _diarize(
 
     from streamdiar.core.timing import StageClock
     from streamdiar.session import build_diarizer
-    from streamdiar.stream.sources import FILE_BLOCK_SECONDS, array_blocks, file_blocks
+    from streamdiar.stream.sources import array_blocks, file_blocks
 
     streaming = mode == "streaming"
     step = STREAMING_STEP if streaming else None
@@ -80,8 +80,8 @@ def _diarize(
         hypothesis[Segment(turn.start, turn.end)] = turn.speaker
 
     started = time.perf_counter()
-    # live audio comes in blocks of 0.5 s
-    stats = run(file_blocks(audio, 0.5 if streaming else FILE_BLOCK_SECONDS), on_turn)
+    # live audio comes a step at a time
+    stats = run(file_blocks(audio, STREAMING_STEP) if streaming else file_blocks(audio), on_turn)
     seconds = time.perf_counter() - started
     peak = peak_rss_mb()  # before scoring, which holds the whole reference and hypothesis
     return {

@@ -30,7 +30,7 @@ from streamdiar.errors import UserError
 from streamdiar.settings import check_backend, check_settings
 from streamdiar.stream.naming import NamingAnnouncer
 from streamdiar.stream.sinks import OutputError, RttmWriter
-from streamdiar.stream.sources import FILE_BLOCK_SECONDS, AudioInfo, file_blocks, probe
+from streamdiar.stream.sources import AudioInfo, file_blocks, probe
 from streamdiar.transcript.align import DEFAULT_TOLERANCE
 from streamdiar.transcript.follow import POLL_SECONDS, follow_segments
 from streamdiar.transcript.live import LiveAligner
@@ -235,7 +235,7 @@ async def _merge(
         asyncio.create_task(watch_commits()),
         asyncio.create_task(follow(display, name, info.duration, diarizer.stats, started)),
     ]
-    diarization = asyncio.create_task(diarizer.run(file_blocks(info.path, FILE_BLOCK_SECONDS), on_committed_turn))
+    diarization = asyncio.create_task(diarizer.run(file_blocks(info.path), on_committed_turn))
     try:
         running = {diarization, reader}
         while diarization in running:  # a broken transcript line ends the run at once

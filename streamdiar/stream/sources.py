@@ -24,8 +24,8 @@ from streamdiar.core.types import SAMPLE_RATE
 from streamdiar.errors import StreamdiarError
 
 _READ_BYTES = 4  # bytes per f32le sample from ffmpeg
-# blocks of a file diarized as fast as it decodes: what comes before the model costs per
-# block, and blocks of 0.5 s took 2 s of CPU time for an hour of WAV where 5 s take 0.7
+# a file is read as fast as it decodes: what comes before the model costs per block, and
+# blocks of 0.5 s took 2 s of CPU time for an hour of WAV where 5 s take 0.7
 FILE_BLOCK_SECONDS = 5.0
 
 
@@ -175,7 +175,9 @@ class MonoResampler:
         return mono
 
 
-async def file_blocks(path: str | Path, block_seconds: float = 0.5) -> AsyncIterator[np.ndarray]:
+async def file_blocks(
+    path: str | Path, block_seconds: float = FILE_BLOCK_SECONDS
+) -> AsyncIterator[np.ndarray]:
     """Yields (samples,) float32 mono SAMPLE_RATE blocks of about block_seconds each.
 
     Raises AudioError when the file cannot be decoded at all. A truncated file yields what it
