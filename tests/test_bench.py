@@ -124,3 +124,16 @@ def test_bench_refuses_bad_flags_in_one_line(run_cli, flags, message) -> None:
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_mmap_threshold_is_fixed_on_glibc() -> None:
     assert fix_mmap_threshold()
+
+
+def test_machine_label_names_the_gpu_only_for_cuda_rows(monkeypatch) -> None:
+    import torch
+
+    from streamdiar.cli.bench import machine_label
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *device: "NVIDIA H200")
+    assert machine_label(["cpu", "cuda"]).endswith(", NVIDIA H200")
+    assert "NVIDIA" not in machine_label(["cpu"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "NVIDIA" not in machine_label(["cuda"])

@@ -67,8 +67,8 @@ def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def machine_label() -> str:
-    """CPU model and core count, and the GPU where one is used."""
+def machine_label(devices: list[str]) -> str:
+    """CPU model and core count, and the GPU's name where `devices` has CUDA and it is there."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -77,7 +77,13 @@ def machine_label() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores"
+    label = f"{cpu}, {os.cpu_count()} cores"
+    if "cuda" in devices:
+        import torch  # only here: the table of a CPU run needs no torch in this process
+
+        if torch.cuda.is_available():
+            label += f", {torch.cuda.get_device_name()}"
+    return label
 
 
 def bench_audio(directory: Path, seconds: float, speakers: int) -> tuple[Path, Path]:
@@ -181,7 +187,7 @@ def _bench(args: argparse.Namespace) -> int:
     unknown = set(args.modes) - {"file", "streaming"}
     if unknown:
         raise UserError(f"unknown mode {sorted(unknown)[0]!r}: choose from file, streaming")
-    machine = args.machine or machine_label()
+    machine = args.machine or machine_label(args.device)
     date = datetime.date.today().isoformat()
     rows: list[dict] = []
 
