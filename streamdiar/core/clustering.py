@@ -11,12 +11,12 @@ vectors) gets that speaker's label back.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.cluster.vq import ClusterError, kmeans2
 
 LocalKey = tuple[int, int]  # (window index, local speaker)
 
@@ -57,17 +57,88 @@ def spectral_labels(
 
 
 def _kmeans(points: np.ndarray, k: int, inits: int = 5) -> np.ndarray:
-    """Labels (n,) of the best of `inits` seeded k-means++ runs on points (n, k)."""
-    best, best_inertia = np.zeros(len(points), dtype=int), np.inf
-    for seed in range(inits):
-        try:
-            centroids, labels = kmeans2(points, k, minit="++", seed=seed, missing="raise")
-        except ClusterError:  # a cluster came out empty: this start failed
-            continue
-        inertia = float(((points - centroids[labels]) ** 2).sum())
+    """Labels (n,) of the best of `inits` seeded k-means++ runs on points (n, dim) float64.
+
+    The runs are scipy's `kmeans2(points, k, minit="++", seed=seed, missing="raise")` for
+    seed in range(inits), as of scipy 1.17, all side by side: the same draws of a legacy
+    RandomState(seed), the same arithmetic in the same order, hence the same labels bit for bit
+    (tests/test_kmeans.py). kmeans2 itself costs 0.5-1 ms a run on arrays this small, nearly
+    all per-call overhead (input checks, seeding a RandomState, ten `vq` calls), which made it
+    most of an hour's stitching. A run in which a cluster comes out empty fails (kmeans2
+    raises); zeros if all fail.
+    """
+    n, dim = points.shape
+    columns = np.ascontiguousarray(points.T)  # (dim, n)
+    runs = np.arange(inits)[:, None]  # (inits, 1)
+    first, uniforms = _kpp_draws(n, k, inits)  # (inits,), (inits, k - 1)
+    # 0/0 where all points lie on centres (scipy then picks index 0, as does the count below)
+    # or where a cluster is empty (that run has failed)
+    with np.errstate(invalid="ignore"):
+        chosen = np.empty((inits, k), dtype=int)  # k-means++ (scipy's _kpp): centres' indices
+        chosen[:, 0] = first
+        nearest = _sq_distances(columns, first)  # (inits, n) to the nearest centre so far
+        for i in range(1, k):
+            cumulative = np.cumsum(nearest / nearest.sum(axis=1, keepdims=True), axis=1)
+            chosen[:, i] = (cumulative < uniforms[:, i - 1 : i]).sum(axis=1)  # searchsorted
+            nearest = np.minimum(nearest, _sq_distances(columns, chosen[:, i]))
+        centroids = points[chosen].transpose(0, 2, 1).copy()  # (inits, dim, k)
+        # One bincount adds each run's members into their cluster's column, dims then a count,
+        # in their order, as scipy's update step does: at slot (run, dim or count, label).
+        slots = ((runs * (dim + 1))[:, :, None] + np.arange(dim + 1)) * k  # (inits, 1, dim + 1)
+        weights = np.ones((inits, n, dim + 1))
+        weights[:, :, :dim] = points
+        weights = weights.ravel()
+        labels = np.zeros(0, dtype=int)  # none yet
+        sizes: list[np.ndarray] = []  # members per cluster (inits, k) after each iteration
+        # Lloyd's: kmeans2's 10 iterations, stopping early once no label changes, as from
+        # there on each iteration would repeat the last one exactly
+        for _ in range(10):
+            labels, previous = _nearest(points, columns, centroids), labels  # (inits, n)
+            if np.array_equal(labels, previous):
+                break
+            sums = np.bincount((labels[:, :, None] + slots).ravel(), weights, slots.size * k)
+            sums = sums.reshape(inits, dim + 1, k)
+            sizes.append(sums[:, dim])  # (inits, k)
+            centroids = sums[:, :dim] / sums[:, dim:]
+    failed = (np.array(sizes) == 0).any(axis=(0, 2))  # (inits,)
+    squares = (points - centroids.transpose(0, 2, 1)[runs, labels]) ** 2  # (inits, n, dim)
+    best, best_inertia = np.zeros(n, dtype=int), np.inf
+    for run in np.flatnonzero(~failed):
+        inertia = float(squares[run].sum())
         if inertia < best_inertia:
-            best, best_inertia = labels, inertia
+            best, best_inertia = labels[run], inertia
     return best
+
+
+@functools.cache
+def _kpp_draws(n: int, k: int, inits: int) -> tuple[np.ndarray, np.ndarray]:
+    """What scipy's k-means++ draws from RandomState(seed) for seed in range(inits): the
+    first centre's index (inits,) and one uniform per further centre (inits, k - 1).
+    Cached (one entry per buffer length and number of speakers): seeding a RandomState costs
+    ~0.2 ms, five of them several times the rest of `_kmeans`."""
+    rngs = [np.random.RandomState(seed) for seed in range(inits)]
+    first = np.array([rng.randint(n) for rng in rngs])
+    return first, np.array([rng.uniform(size=k - 1) for rng in rngs])
+
+
+def _sq_distances(columns: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Squared distances (m, n) from points `index` (m,) to all points, columns (dim, n).
+
+    Summed over the dims in order along axis 0, as scipy's C loops add them (numpy would sum
+    a last axis pairwise, rounding differently)."""
+    return ((columns[:, None, :] - columns[:, index, None]) ** 2).sum(axis=0)
+
+
+def _nearest(points: np.ndarray, columns: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index (runs, n) of each point's nearest centroid, centroids (runs, dim, k), the first
+    of equals, as scipy's `vq`: direct differences under 5 dims, otherwise |x|^2 - 2 x.c + |c|^2
+    with x.c from BLAS (vq has dgemm scale it by -2, which is exact)."""
+    if len(columns) < 5:
+        distances = ((centroids[:, :, None, :] - columns[:, :, None]) ** 2).sum(axis=1)
+    else:
+        squares = (columns**2).sum(axis=0)[:, None]  # (n, 1)
+        distances = (-2 * (points @ centroids) + squares) + (centroids**2).sum(axis=1)[:, None]
+    return distances.argmin(axis=2)  # distances (runs, n, k)
 
 
 @dataclass
