@@ -172,20 +172,23 @@ class Stitcher:
             return []
         first = self._committed
         scores, speech = self._scores(first, until)  # (frames, speakers), (frames,)
-        ranked = np.argsort(-scores, axis=1)[:, : self.max_speakers_per_frame]
+        ranked = np.argsort(-scores, axis=1)[:, : self.max_speakers_per_frame]  # (frames, K)
+        ranked_scores = np.take_along_axis(scores, ranked, axis=1)  # (frames, K)
         turns: list[Turn] = []
-        for offset, frame_scores in enumerate(scores):
+        # frame by frame from Python lists: an hour has 213,000 frames, and reading numpy
+        # scalars one at a time cost most of its stitching
+        frames = zip(ranked.tolist(), ranked_scores.tolist(), speech.tolist())
+        for offset, (labels, label_scores, heard) in enumerate(frames):
             frame = first + offset
-            speakers = [g for g in ranked[offset] if frame_scores[g] > self.speech_threshold]
-            if not speakers and speech[offset] > self.speech_threshold:
-                strongest = ranked[offset][0]
-                speakers = [strongest] if frame_scores[strongest] > 0 else []
+            speakers = [g for g, score in zip(labels, label_scores) if score > self.speech_threshold]
+            if not speakers and heard > self.speech_threshold:
+                speakers = [labels[0]] if label_scores[0] > 0 else []
                 if not speakers and self._last_speaker >= 0:
                     speakers = [self._last_speaker]
             if speakers:
-                self._last_speaker = int(speakers[0])
+                self._last_speaker = speakers[0]
             for label in speakers:
-                span = self._open.setdefault(int(label), [frame, frame])
+                span = self._open.setdefault(label, [frame, frame])
                 span[1] = frame
             paused = [g for g, (_, end) in self._open.items() if end < frame]
             crowded = len(self._open) > self.max_speakers_per_frame and len(speakers) > 0
