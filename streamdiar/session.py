@@ -11,6 +11,7 @@ from streamdiar.core.clustering import OnlineClustering
 from streamdiar.core.device import DeviceError, requested_device, resolve_device
 from streamdiar.core.embedded import EmbeddedBackend
 from streamdiar.core.pyannote_models import ModelSource, ModelSourceError, load_models
+from streamdiar.core.runtimes import requested_cuda_graphs
 from streamdiar.core.stitching import Stitcher
 from streamdiar.core.types import SAMPLE_RATE
 from streamdiar.core.voiceprints import SpeakerNamer
@@ -62,6 +63,10 @@ def place_on_device(
 
 def _pyannote_backend(models: ModelSource) -> Backend:
     try:
+        cuda_graphs = requested_cuda_graphs()
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
+    try:
         segmentation, embedding = load_models(models)
     except ModelSourceError as error:
         raise SettingsError(str(error)) from None
@@ -69,7 +74,9 @@ def _pyannote_backend(models: ModelSource) -> Backend:
     # missing models skip
     from streamdiar.core.pyannote_backend import PyannoteBackend
 
-    return PyannoteBackend(segmentation, embedding, random_weights=models.random_weights)
+    return PyannoteBackend(
+        segmentation, embedding, random_weights=models.random_weights, cuda_graphs=cuda_graphs
+    )
 
 
 def _campplus_backend() -> Backend:

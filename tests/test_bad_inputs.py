@@ -258,6 +258,7 @@ def test_debug_shows_the_traceback_others_do_not(bad_runs):
     [
         ("STREAMDIAR_RUNTIME", "tensorrt", "auto, onnx, openvino, openvino-bf16, torch"),
         ("STREAMDIAR_PRECISION", "float8", "auto, float32, float16"),
+        ("STREAMDIAR_CUDA_GRAPHS", "maybe", "on, off"),
     ],
 )
 def test_unknown_runtime_or_precision_is_one_line_and_exit_2(

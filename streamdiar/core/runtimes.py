@@ -1,5 +1,6 @@
 """What runs the default backend's models on CPU, as asked for in $STREAMDIAR_RUNTIME, and
-in which precision torch runs CAM++ (on accelerators), as asked for in $STREAMDIAR_PRECISION.
+in which precision torch runs CAM++ (on accelerators), as asked for in $STREAMDIAR_PRECISION,
+and whether the models replay CUDA graphs on CUDA, as asked for in $STREAMDIAR_CUDA_GRAPHS.
 
 Kept apart from `onnx_runtime` so that the command line can name the choices without importing
 ONNX Runtime or torch.
@@ -30,6 +31,8 @@ RUNTIMES = ("auto", "onnx", "openvino", "openvino-bf16", "torch")  # the first i
 # segmentation-3.0 stays in float32: in float16 the powerset class of 1.5 % of its frames
 # changed (README "The default models").
 PRECISIONS = ("auto", "float32", "float16")
+# On CUDA, both models replay CUDA graphs (`cuda_graphs`) unless this is off.
+CUDA_GRAPHS = ("on", "off")
 
 
 def requested_runtime() -> str:
@@ -42,6 +45,12 @@ def requested_precision() -> str:
     """The precision of CAM++'s trunk asked for in $STREAMDIAR_PRECISION (default: auto).
     Raises ValueError for an unknown name."""
     return _requested("STREAMDIAR_PRECISION", PRECISIONS)
+
+
+def requested_cuda_graphs() -> bool:
+    """Whether the models replay CUDA graphs on CUDA, as asked for in $STREAMDIAR_CUDA_GRAPHS
+    (default: on). Raises ValueError for a value other than on or off."""
+    return _requested("STREAMDIAR_CUDA_GRAPHS", CUDA_GRAPHS) == "on"
 
 
 def _requested(variable: str, choices: tuple[str, ...]) -> str:
