@@ -178,14 +178,15 @@ class CampplusBackend(PyannoteBackend):
         return super().segmentation_runner(shared) if compiled is None else compiled.segmentation
 
     def frames_runner(self, shared: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+        """CAM++'s frame features by the compiled trunk on CPU; elsewhere by torch, replayed
+        from CUDA graphs on CUDA (`on_graphs`: its filterbank runs on the device alone)."""
         compiled = self.compiled_models(shared)
         if compiled is not None:
-            trunk = compiled.trunk
-        elif self.float16_trunk:
+            return functools.partial(self.embedding.forward_frames, trunk=compiled.trunk)
+        if self.float16_trunk:
             trunk = in_float16(self.embedding.trunk, self.device.type)
-        else:
-            return super().frames_runner(shared)
-        return self.on_graphs("frames", functools.partial(self.embedding.forward_frames, trunk=trunk))
+            return self.on_graphs("frames", functools.partial(self.embedding.forward_frames, trunk=trunk))
+        return self.on_graphs("frames", self.embedding.forward_frames)
 
     @property
     def float16_trunk(self) -> bool:

@@ -63,7 +63,8 @@ class PyannoteBackend:
     window adds and the audio the ResNet sees per step. Activity is pyannote's hard
     powerset-to-multilabel conversion, so overlapped frames keep both speakers.
 
-    On CUDA, both models replay CUDA graphs (`cuda_graphs`) unless `cuda_graphs` is False.
+    On CUDA, the segmentation replays CUDA graphs (`cuda_graphs`) unless `cuda_graphs` is
+    False (the campplus backend's CAM++ too).
     """
 
     name = "pyannote"
@@ -160,8 +161,10 @@ class PyannoteBackend:
 
     def frames_runner(self, shared: bool) -> Callable[[torch.Tensor], torch.Tensor]:
         """What computes the encoder's frame features (`forward_frames`), per mode as
-        `segmentation_runner`."""
-        return self.on_graphs("frames", self.embedding.forward_frames)
+        `segmentation_runner`. WeSpeaker's runs eagerly: pyannote.audio computes its
+        filterbank with torchaudio's Kaldi functions, which build the mel banks on the CPU and
+        copy them to the device at each call, and a CUDA graph cannot hold such a copy."""
+        return self.embedding.forward_frames
 
     @property
     def cuda_graph_shapes(self) -> dict[str, list]:
