@@ -183,10 +183,14 @@ class CampplusBackend(PyannoteBackend):
         compiled = self.compiled_models(shared)
         if compiled is not None:
             return functools.partial(self.embedding.forward_frames, trunk=compiled.trunk)
-        if self.float16_trunk:
-            trunk = in_float16(self.embedding.trunk, self.device.type)
-            return self.on_graphs("frames", functools.partial(self.embedding.forward_frames, trunk=trunk))
-        return self.on_graphs("frames", self.embedding.forward_frames)
+        return self.on_graphs("frames", self._torch_frames)
+
+    def _torch_frames(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """CAM++'s frame features by torch, its trunk in float16 where `float16_trunk`."""
+        if not self.float16_trunk:
+            return self.embedding.forward_frames
+        trunk = in_float16(self.embedding.trunk, self.device.type)
+        return functools.partial(self.embedding.forward_frames, trunk=trunk)
 
     @property
     def float16_trunk(self) -> bool:

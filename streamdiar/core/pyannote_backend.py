@@ -157,7 +157,7 @@ class PyannoteBackend:
         """What runs the segmentation model on a batch of live windows, or of a file's
         consecutive windows (`shared`): the model itself here; the campplus backend runs
         compiled copies on CPU, chosen per mode."""
-        return self.on_graphs("segmentation", self.segmentation)
+        return self.on_graphs("segmentation", lambda: self.segmentation)
 
     def frames_runner(self, shared: bool) -> Callable[[torch.Tensor], torch.Tensor]:
         """What computes the encoder's frame features (`forward_frames`), per mode as
@@ -173,15 +173,15 @@ class PyannoteBackend:
         return {name: graphed.shapes for name, graphed in self._graphed.items() if graphed.shapes}
 
     def on_graphs(
-        self, name: str, function: Callable[[torch.Tensor], torch.Tensor]
+        self, name: str, build: Callable[[], Callable[[torch.Tensor], torch.Tensor]]
     ) -> Callable[[torch.Tensor], torch.Tensor]:
-        """On CUDA, `function` replayed from CUDA graphs (`cuda_graphs`), the first one given
-        under `name` since the models moved (a caller gives the same function each time);
-        `function` itself elsewhere or without `cuda_graphs`."""
+        """On CUDA, the function `build` returns, replayed from CUDA graphs (`cuda_graphs`):
+        built once per `name` until the models move. Elsewhere, or without `cuda_graphs`,
+        that function itself, built at each call."""
         if self._device.type != "cuda" or not self.cuda_graphs:
-            return function
+            return build()
         if name not in self._graphed:
-            self._graphed[name] = CudaGraphed(function, name)
+            self._graphed[name] = CudaGraphed(build(), name)
         return self._graphed[name]
 
     def speaker_embeddings(

@@ -31,7 +31,7 @@ RUNTIMES = ("auto", "onnx", "openvino", "openvino-bf16", "torch")  # the first i
 # segmentation-3.0 stays in float32: in float16 the powerset class of 1.5 % of its frames
 # changed (README "The default models").
 PRECISIONS = ("auto", "float32", "float16")
-# On CUDA, both models replay CUDA graphs (`cuda_graphs`) unless this is off.
+# On CUDA, the models replay CUDA graphs (`cuda_graphs`) unless this is off.
 CUDA_GRAPHS = ("on", "off")
 
 
