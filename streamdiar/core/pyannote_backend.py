@@ -10,18 +10,15 @@ activity as weights. pyannote.audio's pipeline and diart run the whole encoder o
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-os.environ["PYANNOTE_METRICS_ENABLED"] = "0"  # before pyannote.audio is first imported
-
 import torch
-from pyannote.audio import Model
-from pyannote.audio.utils.powerset import Powerset
+from torch import nn
 
 from streamdiar.core.cuda_graphs import CudaGraphed
+from streamdiar.core.segmentation import Powerset, PowersetLayout
 from streamdiar.core.shared_trunk import consecutive_window_frames
 from streamdiar.core.timing import StageClock
 from streamdiar.core.types import LocalSpeakers
@@ -65,6 +62,9 @@ class PyannoteBackend:
 
     On CUDA, the segmentation replays CUDA graphs (`cuda_graphs`) unless `cuda_graphs` is
     False (the campplus backend's CAM++ too).
+
+    `segmentation`: a pyannote.audio powerset segmentation model, or the packaged network
+    (`PackagedSegmentation`), which the campplus backend runs.
     """
 
     name = "pyannote"
@@ -80,17 +80,17 @@ class PyannoteBackend:
 
     def __init__(
         self,
-        segmentation: Model,
+        segmentation: nn.Module,
         embedding: FrameEncoder,
         random_weights: bool = False,
         cuda_graphs: bool = True,
     ) -> None:
         self.segmentation = segmentation.eval()
         self.embedding = embedding.eval()
-        specifications = segmentation.specifications
-        self.powerset = Powerset(len(specifications.classes), specifications.powerset_max_classes)
-        self.max_local_speakers = len(specifications.classes)
-        self.frame_step = segmentation.receptive_field.step
+        layout = PowersetLayout.of(segmentation)
+        self.powerset = Powerset(layout.local_speakers, layout.max_simultaneous)
+        self.max_local_speakers = layout.local_speakers
+        self.frame_step = layout.frame_step
         self._device = torch.device("cpu")
         self.clock = StageClock()
         self.cuda_graphs = cuda_graphs
@@ -151,7 +151,7 @@ class PyannoteBackend:
         `shared`: they are a file's consecutive windows (`segmentation_runner`)."""
         # (batch, frames, powerset classes)
         log_probabilities = self.segmentation_runner(shared)(waveforms)
-        return self.powerset.to_multilabel(log_probabilities)
+        return self.powerset(log_probabilities)
 
     def segmentation_runner(self, shared: bool) -> Callable[[torch.Tensor], torch.Tensor]:
         """What runs the segmentation model on a batch of live windows, or of a file's
