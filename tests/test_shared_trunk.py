@@ -91,8 +91,12 @@ BACKENDS = {
 }
 
 
-@pytest.mark.parametrize("name", ["sample", "dev00", "dev01"])
-@pytest.mark.parametrize("backend_name", list(BACKENDS))
+# CAM++ on each dev recording; the ResNet34 (random weights: its vectors say nothing of voices,
+# and its torch trunk takes 30 s a recording on 2 cores) on one, where the three measured alike
+RECORDINGS = [("campplus", name) for name in ("sample", "dev00", "dev01")] + [("pyannote", "dev00")]
+
+
+@pytest.mark.parametrize(("backend_name", "name"), RECORDINGS)
 def test_shared_trunk_vectors_stay_close_to_each_window_s_own(
     shared_data, speaker_cosines, backend_name, name
 ):
