@@ -79,7 +79,9 @@ class CudaGraphed:
         except RuntimeError as error:
             self._failed = True
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            warnings.warn(f"CUDA graphs cannot run {self.name} ({reason}); it runs eagerly", stacklevel=3)
+            warnings.warn(
+                f"CUDA graphs cannot run {self.name} ({reason}); it runs eagerly", stacklevel=3
+            )
             return None
 
     def capture(self, inputs: torch.Tensor) -> Replay:

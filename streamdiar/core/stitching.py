@@ -178,10 +178,11 @@ class Stitcher:
         # frame by frame from Python lists: an hour has 213,000 frames, and reading numpy
         # scalars one at a time cost most of its stitching
         frames = zip(ranked.tolist(), ranked_scores.tolist(), speech.tolist())
+        threshold = self.speech_threshold
         for offset, (labels, label_scores, heard) in enumerate(frames):
             frame = first + offset
-            speakers = [g for g, score in zip(labels, label_scores) if score > self.speech_threshold]
-            if not speakers and heard > self.speech_threshold:
+            speakers = [g for g, score in zip(labels, label_scores) if score > threshold]
+            if not speakers and heard > threshold:
                 speakers = [labels[0]] if label_scores[0] > 0 else []
                 if not speakers and self._last_speaker >= 0:
                     speakers = [self._last_speaker]
