@@ -38,6 +38,8 @@ from streamdiar.stream.microphone import (
     SimulatedMicrophone,
 )
 
+pytestmark = pytest.mark.realtime  # a sound server plays the recordings at real time
+
 DEV_FILES = ("sample", "dev00", "dev01")
 LATENCY = 2.0
 # Null sinks at the pipeline's own format: PulseAudio passes the played samples through

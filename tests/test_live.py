@@ -37,6 +37,8 @@ from streamdiar.stream.microphone import (
 from streamdiar.stream.sinks import RttmWriter
 from streamdiar.stream.sources import file_blocks
 
+pytestmark = pytest.mark.realtime  # capture runs at real time and commits are timed
+
 
 class TimedInput:
     """A SimulatedMicrophone whose callback is watched: when each block arrived (the capture

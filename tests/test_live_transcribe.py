@@ -34,6 +34,8 @@ from streamdiar.transcript.whisper import (
     load_whisper,
 )
 
+pytestmark = pytest.mark.realtime  # capture runs at real time and a stuck side is timed
+
 
 def _utterances(stm: Path) -> list[tuple[Segment, str]]:
     """sample.stm's utterances as transcript segments (words spread evenly), with the name of

@@ -11,6 +11,8 @@ import pytest
 
 from streamdiar import Turn, label_transcript, to_rttm
 
+pytestmark = pytest.mark.realtime  # the stand-in microphone plays as fast as it is read
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FASTER_WHISPER = Path(__file__).parent / "fixtures" / "transcripts" / "faster_whisper.json"
 

@@ -36,6 +36,8 @@ from streamdiar.shared_backend import SharedBackend
 from streamdiar.stream.backlog import AudioBacklog, CaptureStats
 from test_live import SlowBackend
 
+pytestmark = pytest.mark.realtime  # streams play at real time: the server must keep up
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

@@ -209,6 +209,7 @@ def test_transcript_cues_carry_the_names(run_cli, shared_data, enrolled, tmp_pat
     assert all(speaker in PEOPLE for speaker in speakers[first_named:]), speakers
 
 
+@pytest.mark.realtime  # the microphone plays at twice real time
 def test_live_names_the_speakers_of_a_simulated_microphone(run_cli, shared_data, enrolled):
     sample = shared_data / "dev" / "sample.wav"
     result = run_cli(

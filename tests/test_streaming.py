@@ -13,6 +13,8 @@ from streamdiar.core.types import SAMPLE_RATE, Turn
 from streamdiar.session import build_diarizer
 from streamdiar.stream.sources import array_blocks
 
+pytestmark = pytest.mark.realtime  # turns are timed against the audio still coming in
+
 
 def test_turns_come_out_while_the_audio_is_still_coming_in(shared_data):
     audio, rate = sf.read(shared_data / "dev" / "sample.wav", dtype="float32")

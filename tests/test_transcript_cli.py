@@ -164,6 +164,7 @@ def _stamped_lines(stream, sink: list) -> None:
         sink.append((time.monotonic(), line))
 
 
+@pytest.mark.realtime  # lines are timed against the commits
 def test_follow_writes_each_line_once_its_span_is_committed(shared_data, tmp_path):
     """A writer appends segments while the audio is diarized; stderr's [PROGRESS] lines say
     how far the diarization is final, and when."""
