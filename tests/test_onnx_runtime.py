@@ -83,6 +83,13 @@ def test_onnx_runtime_threads_sleep_when_idle():
     assert options.get_session_config_entry(SPINNING) == "0"
 
 
+@pytest.mark.parametrize("precision", [OpenVinoModule, OpenVinoBfloat16Module], ids=["f32", "bf16"])
+def test_openvino_threads_are_not_pinned_to_cores(precision):
+    """Two models beside each other (a live window's segmentation and CAM++) share the cores
+    instead of taking turns on the first ones, where OpenVINO would pin both."""
+    assert export(Scaled(0.5), precision).compiled.get_property("ENABLE_CPU_PINNING") is False
+
+
 def test_runtimes_share_the_cached_export(private_cache):
     module = Scaled(0.5)
     export(module, OnnxModule)

@@ -22,7 +22,12 @@ from torch import nn
 from streamdiar.core.int8 import cached_quantized, forget, quantized
 from streamdiar.core.onnx_runtime import OnnxModule, cache_dir, export_path
 
-CONFIG = {"PERFORMANCE_HINT": "LATENCY"}
+# Threads are not pinned to cores. Pinned, each compiled model's threads are bound to the
+# first cores, so that two models running beside each other (a live window's segmentation and
+# CAM++'s body, `campplus_backend`) take turns on the same ones: on 2 cores the pair took
+# 55-68 ms pinned against 29-35 ms unpinned. Alone, or one after the other (files), pinning
+# made no clear difference (README "What each lever gave").
+CONFIG = {"PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
 # an int8 module's float32 export is checked on this many steps of its example (2 s of fbank)
 CHECK_STEPS = 200
 
