@@ -28,7 +28,8 @@ FILES = ("sample", "dev00", "dev01")
 # 11.26 %) with CAM++'s trunk in int8, 26.86 % (11.26 %) in float32; one window per batch
 # 32.78 % (17.09 %); embedded 29.52 % (32.95 %). On a CPU with them, before the file windows'
 # step of 10/3 s: file mode 31.84 % (12.15 %) with windows every 1 s; one window per batch,
-# CAM++'s body in bfloat16, 33.50 % (18.32 %).
+# CAM++'s body in bfloat16, 33.50 % (18.32 %). Since, on such a CPU: file mode 27.67 %
+# (11.26 %); one window per batch, all its models in bfloat16, 32.37 % (16.25 %).
 BOUNDS = [
     ((), 0.33, 0.22),
     (("--batch-size", "1"), 0.36, 0.22),

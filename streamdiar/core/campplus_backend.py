@@ -48,11 +48,10 @@ def compiled_runtimes(name: str, shared: bool) -> ModelRuntimes | None:
     )
 
     bfloat16 = computes_bfloat16()
-    if name == "openvino-bf16" and bfloat16:
+    if bfloat16 and (name == "openvino-bf16" or (name == "auto" and not shared)):
         return ModelRuntimes(OpenVinoBfloat16Module, OpenVinoBfloat16Module, OpenVinoBfloat16Module)
     if name == "auto" and not shared:
-        body = OpenVinoBfloat16Module if bfloat16 else OpenVinoModule
-        return ModelRuntimes(OnnxModule, OnnxModule, body)
+        return ModelRuntimes(OnnxModule, OnnxModule, OpenVinoModule)
     if name == "auto":
         return ModelRuntimes(OpenVinoModule, OpenVinoInt8Module, OpenVinoInt8Module)
     return ModelRuntimes(OpenVinoModule, OpenVinoModule, OpenVinoModule)

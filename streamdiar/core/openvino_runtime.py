@@ -4,7 +4,7 @@ On a 2-core AMD EPYC, OpenVINO runs CAM++'s trunk about twice as fast as ONNX Ru
 segmentation-3.0 about as fast in batches, a little faster one window at a time, with the
 same outputs within float rounding (README "The default models"). In bfloat16, on CPUs that
 compute it natively, both run 1.5x faster again, but that is not rounding: the powerset
-class of 2.4 % of segmentation frames moves. `runtimes` says where it runs.
+class of 2.4 % of segmentation frames moves. `runtimes` says where each runs.
 """
 
 from __future__ import annotations

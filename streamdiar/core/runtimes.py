@@ -7,15 +7,14 @@ ONNX Runtime or torch.
 
 - auto (the default): in each mode the fastest runtimes that kept dev DER within half a point,
   averaged over 15 starts of the stream (README "The default models"): a file's batches of
-  consecutive windows on OpenVINO, CAM++'s trunk in int8 (`int8`); live windows, one at a
-  time, on ONNX Runtime but for CAM++'s body, on OpenVINO; all in float32 but for the files'
-  trunk and that live body, in bfloat16 where the CPU computes it natively.
+  consecutive windows on OpenVINO in float32, CAM++'s trunk in int8 (`int8`); live windows,
+  one at a time, on OpenVINO in bfloat16 where the CPU computes it natively, elsewhere on
+  ONNX Runtime but for CAM++'s body, on OpenVINO, all in float32.
 - onnx: ONNX Runtime, both modes.
 - openvino: OpenVINO in float32, both modes.
 - openvino-bf16: OpenVINO in bfloat16 where the CPU computes it natively (else float32), both
-  models in both modes: files about 1.4x faster than auto, other results (not the default:
-  README); live, slower than auto, as two OpenVINO models beside each other contend for the
-  cores.
+  models in both modes: live windows as auto runs them there; files about 1.4x faster than
+  auto, other results (not the default: README).
 - torch: torch eager.
 """
 
