@@ -250,8 +250,8 @@ def test_bfloat16_stays_close_to_float32(
     ones (`auto`: all its live models there), against float32 (ONNX Runtime): activity moves
     on at most 2 % of (frame, speaker) entries (0.6-1 % on the dev files), 95 % of windows
     keep their active speakers (all on the dev files, 97.8 % on sample.wav), and the vectors
-    of their speakers keep a median cosine of 0.9996-0.9997 (bound 0.999; 5th percentile
-    0.86-0.92, bound 0.8: a speaker heard for a few frames is pooled over other frames when
+    of their speakers keep a median cosine of 0.9996-0.9998 (bound 0.999; 5th percentile
+    0.86-0.93, bound 0.8: a speaker heard for a few frames is pooled over other frames when
     one flips)."""
     if not BFLOAT16:
         pytest.skip("this CPU does not compute bfloat16 natively: OpenVINO runs float32")
